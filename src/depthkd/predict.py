@@ -65,14 +65,14 @@ def predict_folder(
     for item in track(dataset, "predict"):
         images = item["image"].unsqueeze(0).to(device)
         depth = predictor(images, names=[item["name"]], flip=flip_tta)[0, 0].float().cpu()
-        target = out / item["name"]
+        name = item["name"]  # relative path without extension: names may contain dots
         if fmt == "png":
-            write_depth_png(target.with_suffix(".png"), depth, scale=scale)
+            write_depth_png(out / f"{name}.png", depth, scale=scale)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            np.save(target.with_suffix(".npy"), depth.numpy().astype(np.float32))
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            np.save(out / f"{name}.npy", depth.numpy().astype(np.float32))
         shown = depth if predictor.kind != "relative_disparity" else torch.reciprocal(depth.clamp_min(1e-6))
-        write_rgb((out / "colormap" / item["name"]).with_suffix(".png"), colorize_depth(shown))
+        write_rgb(out / "colormap" / f"{name}.png", colorize_depth(shown))
     meta = {"scale": scale, "kind": predictor.kind, "model": model, "count": len(dataset), "format": fmt}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return PredictionSummary(output_dir=out, count=len(dataset), kind=predictor.kind, scale=scale)

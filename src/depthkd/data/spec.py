@@ -1,0 +1,188 @@
+"""Build a dataset from a one-line spec, as used on the command line and in recipes.
+
+``scheme:PATH?key=value&key=value``, for example::
+
+    nyu-mat:nyu_depth_v2_labeled.mat?splits=splits.mat&split=test&depth=filled
+    nyu-list:nyu_test.txt?root=nyu/official_splits/test
+    kitti:eigen_test_files_with_gt.txt?root=kitti_raw&gt_root=data_depth_annotated&kb_crop=1
+    folder:my_rgbd?depth_scale=1000          (PairedFolder: rgb/ and depth/)
+    images:my_photos                          (ImageFolder)
+    sim:indoor?num=64&size=240x320&seed=0     (the procedural simulator)
+
+Paths may be relative (to the working directory). Defaults where the spec leaves a path out (ours):
+``splits`` is ``splits.mat`` beside the ``.mat`` file; ``root`` is the list file's folder;
+``gt_root`` is ``root``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from torch.utils.data import Dataset
+
+from depthkd.errors import ConfigError
+
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed spec: scheme, path (or simulator domain) and raw ``key=value`` parameters."""
+
+    scheme: str
+    path: str
+    params: dict[str, str]
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"data spec parameter {key}={value!r} is not a boolean (use 1/0, true/false)")
+
+
+def _parse_float(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"data spec parameter {key}={value!r} is not a number") from None
+
+
+def _parse_int(key: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"data spec parameter {key}={value!r} is not an integer") from None
+
+
+def _parse_size(key: str, value: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"data spec parameter {key}={value!r} is not HxW, e.g. 240x320") from None
+    return height, width
+
+
+# Per scheme: parameter name -> parser. The order is the order shown in error messages.
+_PARAMS: dict[str, dict[str, Callable[[str, str], Any]]] = {
+    "nyu-mat": {"splits": lambda k, v: v, "split": lambda k, v: v, "depth": lambda k, v: v},
+    "nyu-list": {
+        "root": lambda k, v: v,
+        "gt_root": lambda k, v: v,
+        "depth_scale": _parse_float,
+        "allow_missing": _parse_bool,
+    },
+    "kitti": {
+        "root": lambda k, v: v,
+        "gt_root": lambda k, v: v,
+        "kb_crop": _parse_bool,
+        "depth_scale": _parse_float,
+        "allow_missing": _parse_bool,
+    },
+    "folder": {"depth_scale": _parse_float, "allow_missing": _parse_bool},
+    "images": {},
+    "sim": {"num": _parse_int, "size": _parse_size, "seed": _parse_int},
+}
+SCHEMES = tuple(_PARAMS)
+
+
+def parse_spec(spec: str) -> DataSpec:
+    """Split ``scheme:PATH?query`` and check the scheme and parameter names (values are parsed later)."""
+    scheme, sep, rest = spec.partition(":")
+    if not sep or scheme not in _PARAMS:
+        raise ConfigError(
+            f"data spec {spec!r} has unknown scheme {scheme if sep else ''!r}; expected one of "
+            f"{', '.join(s + ':' for s in SCHEMES)}"
+        )
+    path, _, query = rest.partition("?")
+    path = unquote(path)
+    if not path:
+        raise ConfigError(f"data spec {spec!r} names no path after {scheme}:")
+    params: dict[str, str] = {}
+    for field in filter(None, query.split("&")):
+        key, equals, value = field.partition("=")
+        if not equals or not key:
+            raise ConfigError(
+                f"data spec {spec!r}: {field!r} is not key=value (parameters: key=value&key=value)"
+            )
+        key, value = unquote(key), unquote(value)
+        if key not in _PARAMS[scheme]:
+            valid = ", ".join(_PARAMS[scheme]) or "none"
+            raise ConfigError(f"data spec {spec!r}: unknown parameter {key!r} for {scheme}:; valid: {valid}")
+        if key in params:
+            raise ConfigError(f"data spec {spec!r}: parameter {key!r} given twice")
+        params[key] = value
+    return DataSpec(scheme, path, params)
+
+
+def dataset_from_spec(
+    spec: str, transform: Transform | None = None, allow_missing: bool | None = None
+) -> Dataset:
+    """The dataset a spec names (see the module docstring for the schemes).
+
+    ``allow_missing`` overrides the spec's own flag for the readers that check files up front
+    (``verify_dataset`` uses it to list every missing file instead of stopping at the first report).
+    """
+    parsed = parse_spec(spec)
+    options = {key: _PARAMS[parsed.scheme][key](key, value) for key, value in parsed.params.items()}
+    if allow_missing is not None and "allow_missing" in _PARAMS[parsed.scheme]:
+        options["allow_missing"] = allow_missing
+    return _BUILDERS[parsed.scheme](parsed.path, options, transform)
+
+
+def _build_nyu_mat(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.nyu import NYUv2Mat
+
+    splits = options.pop("splits", None) or Path(path).with_name("splits.mat")
+    return NYUv2Mat(path, splits, transform=transform, **options)
+
+
+def _build_nyu_list(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.nyu import NYUv2List
+
+    root = options.pop("root", None) or Path(path).parent
+    return NYUv2List(path, root, transform=transform, **options)
+
+
+def _build_kitti(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.kitti import KittiEigen
+
+    root = options.pop("root", None) or Path(path).parent
+    gt_root = options.pop("gt_root", None) or root
+    return KittiEigen(path, root, gt_root, transform=transform, **options)
+
+
+def _build_folder(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.folders import PairedFolder
+
+    return PairedFolder(path, transform=transform, **options)
+
+
+def _build_images(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.folders import ImageFolder
+
+    return ImageFolder(path, transform=transform)
+
+
+def _build_sim(domain: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.sim import SimDataset
+
+    if "num" in options:
+        options["length"] = options.pop("num")
+    return SimDataset(domain, transform=transform, **options)
+
+
+_BUILDERS: dict[str, Callable[[str, dict[str, Any], Transform | None], Dataset]] = {
+    "nyu-mat": _build_nyu_mat,
+    "nyu-list": _build_nyu_list,
+    "kitti": _build_kitti,
+    "folder": _build_folder,
+    "images": _build_images,
+    "sim": _build_sim,
+}
