@@ -9,7 +9,7 @@ from depthkd.models.lgconv import LGConv, insert_lgconv
 from depthkd.models.outputs import OUTPUT_KINDS, StudentOutput, TeacherOutput
 from depthkd.models.student import DepthStudent, StudentConfig, build_student
 
-# Teachers: the teacher adapters' entry point (load_teacher) is imported here.
+from depthkd.models.teachers import Teacher, load_teacher  # after the students: torch: teachers load them
 
 __all__ = [
     "DEFAULT_BACKBONES",
@@ -18,9 +18,11 @@ __all__ = [
     "LGConv",
     "StudentConfig",
     "StudentOutput",
+    "Teacher",
     "TeacherOutput",
     "build_student",
     "insert_lgconv",
+    "load_teacher",
     "load_student",
     "read_student_config",
     "save_student",
