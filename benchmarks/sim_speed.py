@@ -1,0 +1,128 @@
+"""Simulator throughput against its targets, and against a student's training step.
+
+Measures, on ``--threads`` CPU threads (default 2):
+
+- ``render_batch("indoor")`` at 240x320 and 120x160 (scenes with >= 20 primitives, textures,
+  shading, shadows): images per second, best of ``--repeats`` timed batches after a warm-up;
+  targets 50 and 200 images/s;
+- other domains at 240x320, for information;
+- one training step of a MobileNetV2 student (timm ``mobilenetv2_100`` features_only encoder and a
+  small convolutional decoder; forward, backward, AdamW step) on a batch of 8 at 240x320, and the
+  ratio of simulator images/s to training images/s (target >= 3: the simulator must not be the
+  bottleneck of training on simulated data).
+
+Wall-clock numbers depend on what else runs on the machine; the script also prints the process CPU
+time per image, which contention inflates much less.
+
+    python benchmarks/sim_speed.py [--threads 2] [--repeats 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+
+def best_time(fn, repeats: int) -> tuple[float, float]:
+    """Best wall time and the CPU time of that run, after one warm-up call."""
+    fn()
+    best_wall, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        cpu, wall = time.process_time(), time.perf_counter()
+        fn()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if wall < best_wall:
+            best_wall, best_cpu = wall, cpu
+    return best_wall, best_cpu
+
+
+class TinyDepthStudent(nn.Module):
+    """MobileNetV2 encoder (timm, features_only) + a few conv/upsample layers to a depth map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.encoder = timm.create_model("mobilenetv2_100", features_only=True, pretrained=False)
+        channels = self.encoder.feature_info.channels()
+        self.reduce = nn.Conv2d(channels[-1], 128, 1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(128 + c, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(inplace=True))
+            for c in reversed(channels[:-1])
+        )
+        self.head = nn.Conv2d(128, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)
+        y = self.reduce(features[-1])
+        for block, skip in zip(self.blocks, reversed(features[:-1])):
+            y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        y = nn.functional.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return nn.functional.softplus(self.head(y))
+
+
+def training_step_time(device: torch.device, repeats: int, batch: int = 8, size=(240, 320)) -> tuple[float, float]:
+    model = TinyDepthStudent().to(device).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.rand(batch, 3, *size, device=device)
+    target = torch.rand(batch, 1, *size, device=device) + 0.5
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        loss = (model(images) - target).abs().mean()
+        loss.backward()
+        optimiser.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return best_time(step, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-student", action="store_true", help="only time the simulator")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    from depthkd.sim import DOMAINS, render_batch, sample_scene
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    print(f"threads={torch.get_num_threads()} device={device}")
+    print(f"{'domain':12s} {'size':>8s} {'batch':>5s} {'prims':>6s} {'img/s':>8s} {'cpu ms/img':>10s} {'target':>7s}")
+    results = {}
+    cases = [("indoor", (240, 320), 8, 50.0), ("indoor", (120, 160), 32, 200.0)]
+    cases += [(d, (240, 320), 8, None) for d in DOMAINS if d != "indoor"]
+    for domain, size, batch, target in cases:
+        seeds = iter(range(1000))
+        wall, cpu = best_time(lambda: (render_batch(domain, batch, size, next(seeds), device), sync()), args.repeats)
+        prims = sum(sample_scene(domain, 0, i, size).num_primitives for i in range(batch)) / batch
+        rate = batch / wall
+        results[(domain, size)] = rate
+        verdict = "" if target is None else ("ok" if rate >= target else f"< {target:g}")
+        print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {batch:5d} {prims:6.1f} {rate:8.1f} "
+              f"{cpu / batch * 1000:10.1f} {verdict:>7s}")
+
+    if args.skip_student:
+        return
+    wall, cpu = training_step_time(device, args.repeats)
+    train_rate = 8 / wall
+    sim_rate = results[("indoor", (240, 320))]
+    print(f"MobileNetV2 student training step, batch 8 at 240x320: {wall * 1000:.0f} ms "
+          f"({train_rate:.1f} img/s, cpu {cpu / 8 * 1000:.0f} ms/img)")
+    ratio = sim_rate / train_rate
+    print(f"simulator / training throughput: {ratio:.1f}x ({'ok' if ratio >= 3 else '< 3x target'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""``SimDataset``: simulator images for a DataLoader, map-style (fixed length) or endless.
+
+Scene ``i`` of a seed depends only on ``(domain, seed, i)``. Rendering is done in chunks of
+``batch_render`` consecutive items (chunk ``k`` = items ``k*C .. k*C + C-1``), which is faster than
+one image at a time; the most recent chunks are cached per process, so sequential access (or the
+endless stream) renders each image once. Item ``i`` always comes from the same chunk, so it is the
+same bytes whichever worker renders it. Random access (a shuffling sampler) re-renders a chunk per
+item: use ``batch_render=1`` there.
+
+The endless form (``length=None``) gives DataLoader worker ``w`` of ``W`` (and, under
+``torch.distributed``, rank ``r`` of ``R``) the chunks ``k = shard, shard + shards, ...`` with
+``shard = r * W + w``, ``shards = R * W``: no two workers ever yield the same scene.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from depthkd.errors import ConfigError
+from depthkd.sim.domains import get_domain
+from depthkd.sim.render import _check_size, render_batch
+
+Item = dict[str, Any]
+
+
+def item_name(domain: str, seed: int, size: tuple[int, int], index: int) -> str:
+    """Stable key of a simulated image, e.g. ``sim/indoor/s0/240x320/000042``.
+
+    The size is part of the key because the same scene rendered at another size is another image
+    (cached teacher outputs must not be shared between them).
+    """
+    return f"sim/{domain}/s{seed}/{size[0]}x{size[1]}/{index:06d}"
+
+
+class _SimSource:
+    """Renders and caches chunks; shared by the map-style and the endless dataset."""
+
+    def __init__(self, domain: str, size: tuple[int, int], seed: int, transform: Callable[[Item], Item] | None,
+                 batch_render: int, device: torch.device | str, cache_chunks: int) -> None:
+        get_domain(domain)
+        if int(batch_render) < 1:
+            raise ConfigError(f"batch_render must be >= 1, got {batch_render}")
+        self.domain = domain
+        self.size = _check_size(size)
+        self.seed = int(seed)
+        self.transform = transform
+        self.batch_render = int(batch_render)
+        self.device = device
+        self.cache_chunks = max(1, int(cache_chunks))
+        self._cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
+
+    def chunk(self, k: int) -> dict[str, torch.Tensor]:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        batch = render_batch(self.domain, self.batch_render, self.size, self.seed, self.device,
+                             start=k * self.batch_render)
+        batch = {key: value.cpu() for key, value in batch.items()}
+        self._cache[k] = batch
+        while len(self._cache) > self.cache_chunks:
+            self._cache.popitem(last=False)
+        return batch
+
+    def item(self, index: int) -> Item:
+        k, offset = divmod(index, self.batch_render)
+        batch = self.chunk(k)
+        name = item_name(self.domain, self.seed, self.size, index)
+        item: Item = {key: value[offset].clone() for key, value in batch.items()}
+        item.update(path=name, name=name, focal=float(item["intrinsics"][0]))
+        return self.transform(item) if self.transform is not None else item
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()  # workers start with an empty cache
+        return state
+
+
+class SimDataset(Dataset):
+    """Simulated RGB-D items: dicts with ``image`` (3,H,W), ``depth`` (1,H,W) metres, ``instances`` and
+    ``classes`` (1,H,W) int64, ``intrinsics`` (4,) ``fx, fy, cx, cy``, ``path`` = ``name`` (a stable key,
+    see :func:`item_name`) and ``focal`` (fx).
+
+    ``length=None`` returns an endless :class:`SimStream` (an ``IterableDataset``) instead.
+    ``batch_render`` (our default 8) is the chunk size, ``cache_chunks`` how many chunks a process keeps.
+    """
+
+    def __new__(cls, domain: str = "indoor", length: int | None = 1000, *args, **kwargs):
+        if cls is SimDataset and length is None:
+            return SimStream(domain, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        domain: str = "indoor",
+        length: int | None = 1000,
+        size: tuple[int, int] = (240, 320),
+        seed: int = 0,
+        transform: Callable[[Item], Item] | None = None,
+        batch_render: int = 8,
+        device: torch.device | str = "cpu",
+        cache_chunks: int = 2,
+    ) -> None:
+        if length is None or int(length) < 1:
+            raise ConfigError(f"SimDataset length must be a positive integer or None, got {length!r}")
+        self.length = int(length)
+        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Item:
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"SimDataset index {index} out of range for length {self.length}")
+        return self.source.item(int(index))
+
+
+class SimStream(IterableDataset):
+    """Endless simulated items (same item format as :class:`SimDataset`), sharded over workers/ranks."""
+
+    def __init__(
+        self,
+        domain: str = "indoor",
+        size: tuple[int, int] = (240, 320),
+        seed: int = 0,
+        transform: Callable[[Item], Item] | None = None,
+        batch_render: int = 8,
+        device: torch.device | str = "cpu",
+        cache_chunks: int = 1,
+    ) -> None:
+        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks)
+
+    @staticmethod
+    def shard() -> tuple[int, int]:
+        """``(this shard, number of shards)`` from the DataLoader worker and distributed rank."""
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, ranks = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, ranks = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return rank * workers + worker, ranks * workers
+
+    def __iter__(self) -> Iterator[Item]:
+        shard, shards = self.shard()
+        chunk = shard
+        per_chunk = self.source.batch_render
+        while True:
+            for index in range(chunk * per_chunk, (chunk + 1) * per_chunk):
+                yield self.source.item(index)
+            chunk += shards

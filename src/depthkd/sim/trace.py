@@ -1,0 +1,278 @@
+"""Batched ray casting: per-tile culling, closest hits of camera rays, shadow (any-hit) rays.
+
+Work is organised as *pairs* ``(image, tile, primitive)`` that survive cheap bounding tests; a pair
+tests the ``S`` rays of one tile against one primitive. Pairs are grouped by primitive kind so each
+kind runs as a few tensor ops over all its pairs at once, in chunks that stay in cache.
+
+- Camera rays: the tile must overlap the screen rectangle of the primitive's projected bounding box
+  (or, for primitives straddling the camera plane, the tile's view cone must meet the bounding
+  sphere).
+- Shadow rays: the tile's shading points lie in a sphere ``(m, rho)``; every shadow segment then lies
+  within ``rho`` of the segment from ``m`` to the light, so an occluder is tested only if that thick
+  segment reaches its bounding sphere and its local bounding box.
+
+Camera rays are never stored per pair: in a primitive's local frame the direction of pixel
+``(px, py)`` of a tile is affine, ``base + px * step_u + py * step_v``, so each pair only needs
+four 3-vectors. Shadow rays start at ``camera + t * direction`` with the primary hit distance ``t``.
+
+The closest hit per ray comes from one ``scatter_reduce(amin)`` over 64-bit keys that pack the hit
+distance (its float bits, monotonic for non-negative floats) above the primitive's global id, so
+depth and id come from the same order-independent, deterministic reduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from depthkd.sim.camera import TileGrid, tile_cones
+from depthkd.sim.primitives import INTERSECT, Vec, local_bounds
+from depthkd.sim.scene import SceneBatch
+
+ID_BITS = 24
+ID_MASK = (1 << ID_BITS) - 1
+CHUNK_RAYS = 1 << 18  # rays per intersection call: keeps temporaries in cache
+NEAR = 1e-3  # camera-space depth below which a corner counts as behind the camera
+SUN_DISTANCE = 1e4  # the sun is a point light this far away along its direction
+_MARGIN = 1e-3
+
+
+@dataclass
+class PairFrames:
+    """Camera rays of each pair's tile in the pair's primitive frame (components ``(n, 1)``)."""
+
+    origin: Vec
+    base: Vec
+    step_u: Vec
+    step_v: Vec
+    params: tuple[torch.Tensor, ...]
+
+    def directions(self, grid: TileGrid) -> Vec:
+        """Per-ray local directions ``(n, S)``."""
+        px, py = grid.offset_u, grid.offset_v
+        return tuple(
+            torch.addcmul(torch.addcmul(b, px, su), py, sv)
+            for b, su, sv in zip(self.base, self.step_u, self.step_v)
+        )
+
+
+def _columns(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(n, k)`` to ``k`` contiguous ``(n, 1)`` columns."""
+    return tuple(c.unsqueeze(1) for c in x.t().contiguous())
+
+
+def pair_frames(batch: SceneBatch, grid: TileGrid, image: torch.Tensor, tile: torch.Tensor,
+                gids: torch.Tensor) -> PairFrames:
+    """Local camera-ray frames for pairs (image, tile, global primitive id)."""
+    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]  # local -> world
+    to_local = torch.bmm(rotation.transpose(1, 2), batch.cam_rotation[image])  # camera -> local
+    fx, fy, cx, cy = batch.intrinsics[image].unbind(1)
+    x0 = (grid.tile_u[tile, 0] - cx) / fx
+    y0 = (grid.tile_v[tile, 0] - cy) / fy
+    base = to_local[:, :, 0] * x0[:, None] + to_local[:, :, 1] * y0[:, None] + to_local[:, :, 2]
+    step_u = to_local[:, :, 0] / fx[:, None]
+    step_v = to_local[:, :, 1] / fy[:, None]
+    rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
+    origin = torch.einsum("nj,njk->nk", rel, rotation)
+    params = batch.prim_params.reshape(-1, 4)[gids]
+    return PairFrames(_columns(origin), _columns(base), _columns(step_u), _columns(step_v), _columns(params))
+
+
+def to_local_points(batch: SceneBatch, image: torch.Tensor, gids: torch.Tensor, points: torch.Tensor) -> Vec:
+    """World points ``(n, 3)`` of image ``image`` in the frames of primitives ``gids``, as ``(n, 1)`` columns."""
+    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
+    rel = points - batch.prim_centre.reshape(-1, 3)[gids]
+    return _columns(torch.einsum("nj,njk->nk", rel, rotation))
+
+
+# -- culling -------------------------------------------------------------------------------------
+
+
+def _screen_rects(batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel bounds ``(B, P, 4)`` of each primitive's projected box, plus masks (in front, behind)."""
+    half = local_bounds(batch.prim_kind, batch.prim_params)  # (B, P, 3)
+    signs = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
+                         dtype=half.dtype, device=half.device)
+    local = signs[None, None] * half[:, :, None, :]  # (B, P, 8, 3)
+    world = batch.prim_centre[:, :, None, :] + torch.einsum("bpij,bpcj->bpci", batch.prim_rotation, local)
+    cam = torch.einsum("bpcj,bjk->bpck", world - batch.cam_position[:, None, None, :], batch.cam_rotation)
+    z = cam[..., 2]
+    fx, fy, cx, cy = (batch.intrinsics[:, i].view(-1, 1, 1) for i in range(4))
+    u = fx * cam[..., 0] / z + cx
+    v = fy * cam[..., 1] / z + cy
+    rect = torch.stack([u.amin(-1), u.amax(-1), v.amin(-1), v.amax(-1)], dim=-1)
+    finite = torch.isfinite(half).all(-1)
+    in_front = (z.amin(-1) > NEAR) & finite
+    behind = (z.amax(-1) <= 0) & finite
+    return rect, in_front, behind
+
+
+def primary_pairs(batch: SceneBatch, grid: TileGrid) -> torch.Tensor:
+    """``(n, 3)`` long ``(image, tile, primitive)`` pairs whose primitive may be seen in the tile."""
+    rect, in_front, behind = _screen_rects(batch)
+    u0, u1 = grid.tile_u[:, 0].view(1, -1, 1), grid.tile_u[:, 1].view(1, -1, 1)
+    v0, v1 = grid.tile_v[:, 0].view(1, -1, 1), grid.tile_v[:, 1].view(1, -1, 1)
+    overlap = ((u0 <= rect[:, None, :, 1] + _MARGIN) & (u1 >= rect[:, None, :, 0] - _MARGIN)
+               & (v0 <= rect[:, None, :, 3] + _MARGIN) & (v1 >= rect[:, None, :, 2] - _MARGIN))
+    # Primitives straddling the camera plane (rooms, roads, planes): the tile cone vs bounding sphere.
+    axes, half_angles = tile_cones(grid, batch.intrinsics)
+    rel = batch.prim_centre - batch.cam_position[:, None, :]
+    centres = torch.bmm(rel, batch.cam_rotation)
+    dist = centres.norm(dim=-1).clamp_min(1e-9)
+    radius = batch.prim_bound
+    spread = torch.asin((radius / dist).clamp(max=1.0))
+    angle = torch.acos((torch.bmm(axes, centres.transpose(1, 2)) / dist[:, None, :]).clamp(-1.0, 1.0))
+    cone = (angle <= half_angles[:, :, None] + spread[:, None, :] + _MARGIN) | (dist <= radius)[:, None, :]
+    visible = torch.where(in_front[:, None, :], overlap, cone & ~behind[:, None, :])
+    visible &= (batch.prim_kind >= 0)[:, None, :]
+    pairs = visible.nonzero()
+    return pairs[_centre_ray_reaches(batch, grid, pairs, half_angles)]
+
+
+def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, half_angles: torch.Tensor
+                        ) -> torch.Tensor:
+    """Finer test per pair: the tile's centre ray against the primitive's local box grown by the
+    tile's cone radius at the primitive's far distance (conservative: every ray of the tile lies
+    within that radius of the centre ray there). Planes always pass."""
+    image, tile, prim_index = pairs.unbind(1)
+    gids = image * batch.num_primitives + prim_index
+    frames = pair_frames(batch, grid, image, tile, gids)
+    middle = (grid.tile - 1) / 2.0
+    direction = [b + middle * (u + v) for b, u, v in zip(frames.base, frames.step_u, frames.step_v)]
+    length = torch.sqrt(sum(d * d for d in direction))
+    half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
+    distance = torch.sqrt(sum(o * o for o in frames.origin)) + batch.prim_bound.reshape(-1)[gids][:, None]
+    grow = distance * torch.sin(half_angles[image, tile])[:, None] + _MARGIN
+    # Unit-speed ray (t in metres) from the camera, t >= 0.
+    start = tuple(o for o in frames.origin)
+    ray = tuple(d / length for d in direction)
+    s_near = torch.zeros_like(length)
+    s_far = torch.full_like(length, float("inf"))
+    for a, d, h in zip(start, ray, half.unbind(1)):
+        h = h[:, None] + grow
+        t_a = (-h - a) / d
+        t_b = (h - a) / d
+        s_near = torch.maximum(s_near, torch.minimum(t_a, t_b))
+        s_far = torch.minimum(s_far, torch.maximum(t_a, t_b))
+    reaches = (s_near <= s_far).squeeze(1)
+    return reaches | (batch.prim_kind.reshape(-1)[gids] == 0)
+
+
+def _segment_hits_box(start: Vec, segment: Vec, half: Vec) -> torch.Tensor:
+    """Whether segments ``start + s * segment``, ``s`` in [0, 1], meet boxes ``|x| <= half`` (local)."""
+    s_near = torch.zeros_like(start[0])
+    s_far = torch.ones_like(start[0])
+    for a, d, h in zip(start, segment, half):
+        t_a = (-h - a) / d
+        t_b = (h - a) / d
+        s_near = torch.maximum(s_near, torch.minimum(t_a, t_b))
+        s_far = torch.minimum(s_far, torch.maximum(t_a, t_b))
+    return s_near <= s_far
+
+
+def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, active: torch.Tensor,
+                 light: torch.Tensor) -> torch.Tensor:
+    """Pairs ``(image, tile, primitive)`` of shadow-casting primitives that may block a tile's light.
+
+    ``centre`` ``(B, T, 3)`` and ``radius`` ``(B, T)`` bound the tile's shading points, ``active``
+    ``(B, T)`` marks tiles that need shadow rays, ``light`` ``(B, 3)`` is the light position.
+    """
+    segment = light[:, None, :] - centre  # (B, T, 3)
+    prim = batch.prim_centre
+    seg_len2 = (segment * segment).sum(-1).clamp_min(1e-12)
+    rel_dot_seg = torch.bmm(segment, prim.transpose(1, 2)) - (centre * segment).sum(-1, keepdim=True)
+    rel_len2 = ((prim * prim).sum(-1)[:, None, :] - 2 * torch.bmm(centre, prim.transpose(1, 2))
+                + (centre * centre).sum(-1, keepdim=True))
+    s = (rel_dot_seg / seg_len2[..., None]).clamp(0.0, 1.0)
+    gap2 = (rel_len2 - 2 * s * rel_dot_seg + s * s * seg_len2[..., None]).clamp_min(0.0)
+    reach = batch.prim_bound[:, None, :] + radius[..., None] + 0.05
+    near = gap2 <= reach * reach
+    near &= (batch.prim_shadow & (batch.prim_kind >= 0))[:, None, :]
+    near &= active[..., None]
+    pairs = near.nonzero()
+    if pairs.numel() == 0:
+        return pairs
+    # Refine: the thick segment against the occluder's local bounding box.
+    image, tile, prim_index = pairs.unbind(1)
+    gids = image * batch.num_primitives + prim_index
+    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
+    start = torch.einsum("nj,njk->nk", centre[image, tile] - batch.prim_centre.reshape(-1, 3)[gids], rotation)
+    seg_local = torch.einsum("nj,njk->nk", segment[image, tile], rotation)
+    half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
+    half = half + radius[image, tile][:, None] + 0.05
+    keep = _segment_hits_box(start.unbind(1), seg_local.unbind(1), half.unbind(1))
+    return pairs[keep]
+
+
+# -- tracing ---------------------------------------------------------------------------------------
+
+
+def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, split_inside: bool = False):
+    """Yield ``(kind, inside, image, tile, gids)`` groups of pairs with one primitive kind, in chunks
+    of at most CHUNK_RAYS rays. With ``split_inside``, pairs whose primitive contains the camera
+    (rooms) come first, as their own groups."""
+    image, tile, prim_index = pairs.unbind(1)
+    gids = image * batch.num_primitives + prim_index
+    kinds = batch.prim_kind.reshape(-1)[gids]
+    group = kinds.clone()
+    if split_inside:
+        rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
+        rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
+        local = torch.einsum("nj,njk->nk", rel, rotation).abs()
+        half = local_bounds(kinds, batch.prim_params.reshape(-1, 4)[gids])
+        inside = (local < half).all(1) & (kinds != 0)
+        group = torch.where(inside, kinds, kinds + len(INTERSECT))
+    step = max(1, CHUNK_RAYS // grid.tile_pixels)
+    for code in range(2 * len(INTERSECT)):
+        selected = (group == code).nonzero().squeeze(1)
+        for start in range(0, selected.numel(), step):
+            part = selected[start : start + step]
+            yield code % len(INTERSECT), code < len(INTERSECT), image[part], tile[part], gids[part]
+
+
+def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: float = 1e-4
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest hit of every camera ray: ``t`` ``(B*T, S)`` (z-depth, inf on a miss) and global
+    primitive id + 1 (0 = nothing hit)."""
+    if batch.batch_size * batch.num_primitives >= ID_MASK:
+        raise ValueError(f"too many primitives in one batch ({batch.batch_size} x {batch.num_primitives})")
+    rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
+    miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
+    keys = torch.full((rows, per_row), miss, dtype=torch.int64, device=batch.device)
+    untouched = True  # while no row has a hit yet, a group with distinct rows can be written directly
+    for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, split_inside=True):
+        frames = pair_frames(batch, grid, image, tile, gids)
+        t = INTERSECT[kind](frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
+        key = (t.view(torch.int32).long() << ID_BITS) | (gids + 1)[:, None]
+        row = image * grid.num_tiles + tile
+        if untouched and inside and row.unique().numel() == row.numel():
+            keys.index_copy_(0, row, key)
+        else:
+            keys.scatter_reduce_(0, row[:, None].expand_as(key), key, reduce="amin")
+        untouched = False
+    t = (keys >> ID_BITS).int().view(torch.float32)
+    return t, keys & ID_MASK
+
+
+def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor,
+             light: torch.Tensor, t_min: float = 1e-6) -> torch.Tensor:
+    """Whether the segment from each camera ray's hit point to ``light`` (B, 3) is blocked: ``(B*T, S)``.
+
+    ``depth`` and ``ids`` are the outputs of :func:`closest_hits`; a primitive never shadows its own
+    points (all primitives are convex), which avoids self-shadowing without offsets.
+    """
+    rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
+    blocked = torch.zeros((rows, per_row), dtype=torch.float32, device=depth.device)
+    for kind, _, image, tile, gids in _kind_chunks(batch, pairs, grid):
+        frames = pair_frames(batch, grid, image, tile, gids)
+        row = image * grid.num_tiles + tile
+        t_hit = depth.index_select(0, row)
+        directions = frames.directions(grid)
+        start = tuple(torch.addcmul(o, t_hit, d) for o, d in zip(frames.origin, directions))
+        light_local = to_local_points(batch, image, gids, light[image])
+        towards = tuple(l - s for l, s in zip(light_local, start))
+        t = INTERSECT[kind](start, towards, frames.params, t_min)
+        hit = (t < 1.0) & (ids.index_select(0, row) != (gids + 1)[:, None])
+        blocked.scatter_add_(0, row[:, None].expand_as(t), hit.float())
+    return blocked > 0

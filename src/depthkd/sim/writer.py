@@ -1,0 +1,166 @@
+"""Writing simulated data to disk: an image/depth/instance folder with a list file, and contact sheets.
+
+``write_dataset`` lays files out like the depth codebases expect::
+
+    out_dir/rgb/000000.png        8-bit RGB
+    out_dir/depth/000000.png      16-bit depth, value / depth_scale = metres, 0 = invalid
+    out_dir/instances/000000.png  16-bit instance ids (0 = walls, floor, road, sky, ...)
+    out_dir/classes/000000.png    16-bit class ids (names in meta.json)
+    out_dir/list.txt              "<rgb> <depth> <focal>" per line, paths relative to out_dir
+    out_dir/meta.json             domain, seed, size, depth_scale, protocol, class names, intrinsics
+
+Depth is stored in millimetres (NYU convention, read with ``NYUv2List(list, data_root=out_dir)``)
+unless the domain's depth exceeds what 16-bit millimetres hold (65.5 m): ``outdoor`` is then stored
+as value / 256 like KITTI's ground truth (read with the KITTI list reader).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from depthkd.errors import ConfigError
+from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
+from depthkd.progress import track
+from depthkd.sim.domains import DOMAINS, get_domain
+from depthkd.sim.render import _check_size, render_batch
+from depthkd.sim.scene import CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+UINT16_MAX = 65535
+
+
+def default_depth_scale(domain: str) -> float:
+    """1000 (millimetres) when the domain's depth fits 16 bits that way, else 256 (KITTI)."""
+    return 1000.0 if get_domain(domain).max_depth * 1000.0 <= UINT16_MAX else 256.0
+
+
+def _images(domain: str, num: int, size: tuple[int, int], seed: int, batch_size: int,
+            device: torch.device | str) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Rendered images one at a time (rendered ``batch_size`` at once)."""
+    for start in range(0, num, batch_size):
+        count = min(batch_size, num - start)
+        batch = render_batch(domain, count, size, seed, device, start=start)
+        for i in range(count):
+            yield start + i, {key: value[i].cpu() for key, value in batch.items()}
+
+
+def write_dataset(
+    out_dir: str | Path,
+    domain: str,
+    num: int,
+    size: tuple[int, int],
+    seed: int = 0,
+    preview: bool = False,
+    *,
+    depth_scale: float | None = None,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Render ``num`` images of ``domain`` into ``out_dir`` (layout in the module docstring).
+
+    Returns the path of ``list.txt``. ``preview=True`` also writes ``preview.png`` of the first
+    images. ``depth_scale`` defaults to :func:`default_depth_scale`; depth that does not fit 16 bits
+    at the chosen scale is written as 0 (invalid) and counted in a warning.
+    """
+    info = get_domain(domain)
+    height, width = _check_size(size)
+    if int(num) < 1:
+        raise ConfigError(f"num must be >= 1, got {num}")
+    scale = float(depth_scale or default_depth_scale(domain))
+    out = Path(out_dir)
+    for folder in ("rgb", "depth", "instances", "classes"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    lines, intrinsics, clipped = [], {}, 0
+    images = _images(domain, int(num), (height, width), seed, batch_size, device)
+    for index, item in track(images, f"simulate {domain}", total=int(num)):
+        name = f"{index:06d}"
+        depth = item["depth"]
+        too_far = depth * scale > UINT16_MAX
+        clipped += int(too_far.sum())
+        write_rgb(out / "rgb" / f"{name}.png", item["image"])
+        write_depth_png(out / "depth" / f"{name}.png", torch.where(too_far, 0.0, depth), scale=scale)
+        write_label_png(out / "instances" / f"{name}.png", item["instances"][0])
+        write_label_png(out / "classes" / f"{name}.png", item["classes"][0])
+        fx, fy, cx, cy = (float(v) for v in item["intrinsics"])
+        intrinsics[name] = [fx, fy, cx, cy]
+        lines.append(f"rgb/{name}.png depth/{name}.png {fx:.4f}")
+    if clipped:
+        log.warning("%d depth pixels beyond %.1f m did not fit 16 bits at scale %g and were written as 0",
+                    clipped, UINT16_MAX / scale, scale)
+    list_file = out / "list.txt"
+    list_file.write_text("\n".join(lines) + "\n")
+    meta = {
+        "domain": domain,
+        "seed": seed,
+        "num": int(num),
+        "size": [height, width],
+        "depth_scale": scale,
+        "depth_range": [info.min_depth, info.max_depth],
+        "protocol": info.protocol,
+        "class_names": list(CLASS_NAMES),
+        "intrinsics": intrinsics,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    if preview:
+        write_preview(out / "preview.png", domains=(domain,), n=min(4, int(num)), size=(height, width), seed=seed,
+                      device=device)
+    log.info("wrote %d %s images to %s", num, domain, out)
+    return list_file
+
+
+def colorize_instances(instances: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Instance ids ``(H, W)`` to ``(H, W, 3)`` uint8: a fixed random colour per id, 0 dark grey."""
+    ids = np.squeeze(instances.cpu().numpy() if isinstance(instances, torch.Tensor) else np.asarray(instances))
+    palette = np.random.default_rng(7).integers(60, 256, size=(int(ids.max()) + 1, 3), dtype=np.uint8)
+    palette[0] = 40
+    return palette[ids]
+
+
+def write_preview(
+    out_path: str | Path,
+    domains: Sequence[str] = DOMAINS,
+    n: int = 4,
+    size: tuple[int, int] = (240, 320),
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Contact sheet PNG: per domain, ``n`` rows of RGB | depth (turbo, near = red) | instances."""
+    height, width = _check_size(size)
+    label_h, gap = 18, 4
+    rows: list[np.ndarray] = []
+    labels: list[tuple[int, str]] = []
+    y = 0
+    for domain in domains:
+        batch = render_batch(domain, n, (height, width), seed, device)
+        for i in range(n):
+            depth = batch["depth"][i, 0]
+            valid = depth[depth > 0]
+            low, high = (float(valid.min()), float(valid.max())) if valid.numel() else (0.0, 1.0)
+            tiles = [
+                (batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8),
+                colorize_depth(depth, low, high),
+                colorize_instances(batch["instances"][i, 0]),
+            ]
+            row = np.full((height + label_h, 3 * width + 2 * gap, 3), 255, dtype=np.uint8)
+            for column, tile in enumerate(tiles):
+                row[label_h:, column * (width + gap) : column * (width + gap) + width] = tile
+            labels.append((y, f"{domain} #{i}  depth {low:.2f}-{high:.2f} m  "
+                              f"{int(batch['instances'][i].max())} objects"))
+            rows.append(row)
+            y += row.shape[0]
+    sheet = Image.fromarray(np.concatenate(rows, axis=0))
+    draw = ImageDraw.Draw(sheet)
+    for top, text in labels:
+        draw.text((4, top + 3), text, fill=(0, 0, 0))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_path)
+    return out_path

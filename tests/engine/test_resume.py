@@ -1,0 +1,65 @@
+"""Reliability: a run killed with SIGKILL and resumed with ``run.resume=auto`` ends where an
+uninterrupted run with the same seed ends, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import tiny_overrides
+from safetensors.torch import load_file
+
+from depthkd.config import load_recipe
+from depthkd.engine import distill
+
+SCRIPT = Path(__file__).with_name("_tiny_run.py")
+
+
+class CountBatches(L.Callback):
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self.batches += 1
+
+
+def run_subprocess(overrides: list[str], *flags: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEPTHKD_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), json.dumps(overrides), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    extra = ("trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2", "data.val=null")
+    straight = distill(load_recipe(None, tiny_overrides(tiny_data, tmp_path / "straight", *extra)))
+
+    interrupted = tiny_overrides(tiny_data, tmp_path / "interrupted", *extra)
+    killed = run_subprocess(interrupted, "--kill-at-step", "3")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    last = tmp_path / "interrupted" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["depthkd"]["batches_seen"] == 2
+    assert "teacher" not in " ".join(checkpoint["state_dict"])
+
+    counter = CountBatches()
+    resumed = distill(load_recipe(None, interrupted), callbacks=[counter])
+    assert counter.batches == 4  # steps 3..6 only: the run continued, it did not start over
+
+    expected = load_file(str(straight.student_path))
+    actual = load_file(str(resumed.student_path))
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name

@@ -1,0 +1,158 @@
+"""Recipe loading: inheritance, typed overrides, validation errors, dumps and run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depthkd.config import (
+    RecipeConfig,
+    apply_overrides,
+    dump_config,
+    load_recipe,
+    parse_override,
+    read_recipe_dict,
+    recipe_from_dict,
+    write_run_metadata,
+)
+from depthkd.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_base_inheritance_is_relative_to_the_file_and_merges_deeply(tmp_path: Path) -> None:
+    write(tmp_path / "shared" / "base.yaml", {"optim": {"lr": 0.1, "weight_decay": 0.5}, "run": {"name": "base"}})
+    child = write(
+        tmp_path / "recipes" / "child.yaml",
+        {"base": "../shared/base.yaml", "optim": {"lr": 0.2}, "trainer": {"max_steps": 7}},
+    )
+    config = load_recipe(child)
+    assert config.optim.lr == 0.2
+    assert config.optim.weight_decay == 0.5  # kept from the base: sections merge key by key
+    assert config.run.name == "base"
+    assert config.trainer.max_steps == 7
+
+
+def test_inheritance_cycle_is_reported(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", {"base": "b.yaml"})
+    write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(ConfigError, match="cycle"):
+        read_recipe_dict(tmp_path / "a.yaml")
+
+
+def test_dotted_overrides_are_typed() -> None:
+    config = load_recipe(
+        None,
+        [
+            "optim.lr=3e-4",  # YAML reads this as a string; the float field converts it
+            "trainer.max_steps=12",
+            "trainer.precision=bf16-mixed",
+            "trainer.skip_nonfinite=true",
+            "data.crop=[64, 96]",
+            "trainer.devices=auto",
+            "method.options.alpha=1",
+        ],
+    )
+    assert config.optim.lr == pytest.approx(3e-4) and isinstance(config.optim.lr, float)
+    assert config.trainer.max_steps == 12
+    assert config.trainer.precision == "bf16-mixed"
+    assert config.trainer.skip_nonfinite is True
+    assert config.data.crop == (64, 96)
+    assert config.trainer.devices == "auto"
+    assert config.method.options.alpha == 1.0
+
+
+def test_integer_precision_from_yaml_is_accepted() -> None:
+    assert load_recipe(None, ["trainer.precision=32"]).trainer.precision == "32"
+
+
+def test_unknown_key_names_the_key_and_lists_valid_ones(tmp_path: Path) -> None:
+    recipe = write(tmp_path / "r.yaml", {"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError) as error:
+        load_recipe(recipe)
+    message = str(error.value)
+    assert "'optim.lrr'" in message and str(recipe) in message
+    assert "did you mean 'lr'" in message
+    assert "weight_decay" in message  # the valid keys are listed
+
+
+def test_unknown_section_and_method_option_are_errors() -> None:
+    with pytest.raises(ConfigError, match="'trainr'"):
+        load_recipe(None, ["trainr.max_steps=3"])
+    with pytest.raises(ConfigError, match=r"'method.options.wieght'.*valid keys.*gt_weight"):
+        load_recipe(None, ["method.name=response", "method.options.wieght=2"])
+
+
+def test_wrong_types_and_values_are_errors() -> None:
+    with pytest.raises(ConfigError, match="'optim.lr'.*'fast'"):
+        load_recipe(None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        load_recipe(None, ["trainer.precision=8-bit"])
+    with pytest.raises(ConfigError, match="expected 2 values"):
+        load_recipe(None, ["data.crop=[1,2,3]"])
+    with pytest.raises(ConfigError, match="unknown method 'respons'"):
+        load_recipe(None, ["method.name=respons"])
+    with pytest.raises(ConfigError, match="unknown head"):
+        load_recipe(None, ["student.head=magic"])
+    with pytest.raises(ConfigError, match="max_steps or max_epochs"):
+        load_recipe(None, ["trainer.max_epochs=null"])
+
+
+def test_override_syntax_errors() -> None:
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("optim.lr")
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr.x=2"])
+
+
+def test_dump_round_trips(tmp_path: Path) -> None:
+    config = load_recipe(None, ["method.name=response", "method.options.loss=ssim+si", "data.crop=[32,48]"])
+    path = tmp_path / "dumped.yaml"
+    path.write_text(dump_config(config))
+    again = load_recipe(path)
+    assert again == config
+    assert again.method.options.loss == "ssim+si"
+
+
+def test_method_terms_are_validated_by_each_method() -> None:
+    config = recipe_from_dict(
+        {
+            "method": {
+                "name": "response",
+                "options": {"loss": "mse"},
+                "add": [{"name": "supervised", "weight": 0.1, "options": {"alpha": 10}}],
+            }
+        }
+    )
+    assert config.method.add[0].weight == 0.1
+    assert config.method.add[0].options.alpha == 10.0
+    with pytest.raises(ConfigError, match=r"method.add\[0\].options.beta"):
+        recipe_from_dict({"method": {"name": "response", "add": [{"name": "supervised", "options": {"beta": 1}}]}})
+
+
+def test_shipped_recipes_load() -> None:
+    recipes = sorted(CONFIGS.glob("*.yaml"))
+    assert {p.name for p in recipes} >= {"base.yaml", "supervised-sim.yaml", "response-sim.yaml", "feature-sim.yaml"}
+    for recipe in recipes:
+        assert isinstance(load_recipe(recipe), RecipeConfig)
+    assert load_recipe("response-sim").method.name == "response"  # found by name in configs/
+
+
+def test_run_metadata_records_config_versions_and_git(tmp_path: Path) -> None:
+    config = load_recipe(None, ["run.name=x"])
+    write_run_metadata(tmp_path, config)
+    assert load_recipe(tmp_path / "config.yaml") == config
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    versions = environment["versions"]
+    for package in ("torch", "timm", "lightning", "depthkd"):
+        assert versions[package], package
+    assert "git" in environment
