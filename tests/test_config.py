@@ -156,3 +156,19 @@ def test_run_metadata_records_config_versions_and_git(tmp_path: Path) -> None:
     for package in ("torch", "timm", "lightning", "depthkd"):
         assert versions[package], package
     assert "git" in environment
+
+
+def test_evaluation_settings_are_checked_at_load_time() -> None:
+    with pytest.raises(ConfigError, match="'eval.protocol'.*'nyuu'.*sim_indoor"):
+        load_recipe(None, ["eval.protocol=nyuu"])
+    with pytest.raises(ConfigError, match="'trainer.monitor'"):
+        load_recipe(None, ["trainer.monitor=accuracy"])
+    assert load_recipe(None, ["eval.teacher_align=lstsq_disparity"]).eval.teacher_align == "lstsq_disparity"
+
+
+def test_switching_method_drops_the_inherited_method_options(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", {"method": {"name": "supervised", "options": {"alpha": 5}}})
+    child = write(tmp_path / "child.yaml", {"base": "base.yaml", "method": {"name": "response"}})
+    assert load_recipe(child).method.options.loss == "auto"
+    assert load_recipe(tmp_path / "base.yaml", ["method.name=feature"]).method.name == "feature"
+    assert load_recipe(tmp_path / "base.yaml", ["method.name=supervised"]).method.options.alpha == 5.0

@@ -9,7 +9,8 @@ names the key, the file and the valid keys.
 Loading order: the file's ``base:`` (a path or list of paths, relative to the file) is loaded first
 and the file deep-merged over it (mappings merge, everything else replaces); then the overrides
 ``key.sub=value`` are applied (values parsed as YAML, so ``3e-4``, ``true``, ``[64, 96]`` work); then
-the result is validated into :class:`RecipeConfig`.
+the result is validated into :class:`RecipeConfig`. Naming a different ``method.name`` (in a file or
+an override) drops the inherited ``method.options``, which belonged to the other method.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class TrainerConfig:
         val_every_n_steps: validate every N training batches (``None``: at the end of each stage).
         checkpoint_every_n_steps: write ``last.ckpt`` every N optimiser steps.
         monitor: validation metric selecting ``best.ckpt`` (lower is better unless ``monitor_mode``).
-        skip_nonfinite: skip batches with a NaN/inf loss (and count them) instead of stopping.
+        skip_nonfinite: skip batches with a NaN/inf loss (and count them) instead of stopping; a step
+            whose batches were all skipped does not update the weights but counts toward the budget.
         channels_last: memory format for GPU convolutions.
         loggers: any of ``csv`` and ``tensorboard``.
         deterministic: ``torch.use_deterministic_algorithms`` through Lightning.
@@ -472,6 +474,23 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _drop_options_of_replaced_method(base: Mapping[str, Any], new_name: Any) -> dict[str, Any]:
+    """``base`` without ``method.options`` when ``new_name`` replaces its method (they would not fit)."""
+    method = base.get("method")
+    if not isinstance(method, Mapping) or new_name is None or method.get("name", "supervised") == new_name:
+        return dict(base)
+    kept = {k: v for k, v in method.items() if k != "options"}
+    return {**base, "method": kept}
+
+
+def merge_recipes(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` deep-merged over ``base``; a child naming another method drops the base's method options."""
+    child_method = child.get("method")
+    if isinstance(child_method, Mapping) and "name" in child_method:
+        base = _drop_options_of_replaced_method(base, child_method["name"])
+    return deep_merge(base, child)
+
+
 def read_recipe_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of a recipe file with its ``base:`` files merged underneath."""
     path = Path(path).resolve()
@@ -488,8 +507,8 @@ def read_recipe_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
         raise ConfigError(f"'base' in {path} must be a path or a list of paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, read_recipe_dict(path.parent / base, (*_chain, path)))
-    return deep_merge(merged, data)
+        merged = merge_recipes(merged, read_recipe_dict(path.parent / base, (*_chain, path)))
+    return merge_recipes(merged, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -510,6 +529,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     out = deep_merge({}, data)
     for text in overrides:
         parts, value = parse_override(text)
+        if parts == ["method", "name"]:
+            out = _drop_options_of_replaced_method(out, value)
         node = out
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -556,6 +577,7 @@ def _check_consistency(config: RecipeConfig, source: str | None) -> None:
         value = getattr(trainer, name)
         if value is not None and value < 1:
             raise ConfigError(f"{_where('trainer.' + name, source)}: {value} must be >= 1")
+    _check_evaluation(config, source)
     if config.data.batch_size < 1:
         raise ConfigError(f"{_where('data.batch_size', source)}: {config.data.batch_size} must be >= 1")
     if config.run.resume not in ("auto", "never") and not Path(config.run.resume).is_file():
@@ -563,6 +585,21 @@ def _check_consistency(config: RecipeConfig, source: str | None) -> None:
             f"{_where('run.resume', source)}: {config.run.resume!r} is neither 'auto', 'never' "
             "nor an existing checkpoint file"
         )
+
+
+def _check_evaluation(config: RecipeConfig, source: str | None) -> None:
+    """Protocol, alignments and monitored metric must exist before hours of training, not after."""
+    from depthkd.metrics import ALIGNMENTS, METRIC_KEYS, PROTOCOLS
+
+    checks = [
+        ("eval.protocol", config.eval.protocol, list(PROTOCOLS)),
+        ("eval.align", config.eval.align, list(ALIGNMENTS)),
+        ("eval.teacher_align", config.eval.teacher_align, ["auto", *ALIGNMENTS]),
+        ("trainer.monitor", config.trainer.monitor, list(METRIC_KEYS)),
+    ]
+    for key, value, valid in checks:
+        if value not in valid:
+            raise ConfigError(f"{_where(key, source)}: {value!r} is not one of {', '.join(valid)}")
 
 
 def find_recipe(name: str | Path) -> Path:
@@ -670,6 +707,7 @@ __all__ = [
     "from_dict",
     "git_revision",
     "load_recipe",
+    "merge_recipes",
     "package_versions",
     "parse_override",
     "read_recipe_dict",

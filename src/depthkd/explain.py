@@ -158,21 +158,32 @@ def _load_image(image: str | Path | Tensor, size: tuple[int, int] | None) -> tup
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 4 or tensor.shape[:2] != (1, 3) or not tensor.is_floating_point():
-        raise DataError(f"explain expects one float RGB image (3,H,W) in [0,1], got {tuple(tensor.shape)} {tensor.dtype}")
+        raise DataError(
+            f"explain expects one float RGB image (3,H,W) in [0,1], got {tuple(tensor.shape)} {tensor.dtype}"
+        )
     if size is not None:
         tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
     return tensor.clamp(0.0, 1.0), name
 
 
 def _load_student(model: nn.Module | str | Path, device: torch.device) -> tuple[nn.Module, str]:
-    """The student in eval mode and a name for the figure's title."""
+    """The student on ``device`` and a name for the figure's title."""
     if isinstance(model, (str, Path)):
         from depthkd.models import load_student
 
         return load_student(model, map_location=device), Path(model).name
     config = getattr(model, "config", None)
-    name = f"{getattr(config, 'backbone', type(model).__name__)} student"
-    return model.to(device).eval(), name
+    return model.to(device), f"{getattr(config, 'backbone', type(model).__name__)} student"
+
+
+def _predict(student: nn.Module, images: Tensor) -> Any:
+    """The student's output in eval mode (BatchNorm statistics), its own mode restored afterwards."""
+    was_training = student.training
+    student.eval()
+    try:
+        return student(images)
+    finally:
+        student.train(was_training)
 
 
 def _load_teacher(teacher: nn.Module | str | None, device: torch.device) -> nn.Module | None:
@@ -202,6 +213,41 @@ def _metric_teacher_depth(
     return aligned.depth.detach(), f"teacher {spec} ({out.kind.replace('_', ' ')}, aligned to the student by {method})"
 
 
+def _explain_pixels(
+    chosen: Sequence[tuple[int, int, str]],
+    probs: Tensor,
+    cell_depth: Tensor,
+    entropy: Tensor,
+    teacher_probs: Tensor | None,
+    teacher_depth: Tensor | None,
+    image_size: tuple[int, int],
+) -> list[PixelExplanation]:
+    """Both distributions at each chosen input pixel (``probs`` ``(K,h,w)``: the student's cells)."""
+    height, width = image_size
+    cells_h, cells_w = probs.shape[-2:]
+    if len(chosen) > len(LABELS):
+        raise ConfigError(f"explain shows at most {len(LABELS)} pixels, got {len(chosen)}")
+    explained = []
+    for label, (row, col, reason) in zip(LABELS, chosen):
+        if not (0 <= row < height and 0 <= col < width):
+            raise DataError(f"pixel (row {row}, col {col}) is outside the {height}x{width} image")
+        cell = (row * cells_h // height, col * cells_w // width)
+        explained.append(
+            PixelExplanation(
+                row=row,
+                col=col,
+                label=label,
+                reason=reason,
+                student_probs=probs[:, cell[0], cell[1]].cpu().numpy(),
+                student_depth=float(cell_depth[cell]),
+                entropy=float(entropy[cell]),
+                teacher_probs=None if teacher_probs is None else teacher_probs[0, :, cell[0], cell[1]].cpu().numpy(),
+                teacher_depth=None if teacher_depth is None else float(teacher_depth[0, 0, row, col]),
+            )
+        )
+    return explained
+
+
 @torch.no_grad()
 def compute_explanation(
     model: nn.Module | str | Path,
@@ -221,7 +267,7 @@ def compute_explanation(
     images, name = _load_image(image, size)
     images = images.to(device)
     height, width = images.shape[-2:]
-    out = student(images)
+    out = _predict(student, images)
     if out.probs is None or out.bin_centers is None:
         head = getattr(getattr(student, "config", None), "head", "unknown")
         raise ConfigError(
@@ -248,26 +294,9 @@ def compute_explanation(
         chosen = default_pixels(entropy_map, (height, width))
     else:
         chosen = [(int(r), int(c), "chosen") for r, c in pixels]
-    if len(chosen) > len(LABELS):
-        raise ConfigError(f"explain shows at most {len(LABELS)} pixels, got {len(chosen)}")
-    explained = []
-    for index, (row, col, reason) in enumerate(chosen):
-        if not (0 <= row < height and 0 <= col < width):
-            raise DataError(f"pixel (row {row}, col {col}) is outside the {height}x{width} image")
-        cell_row, cell_col = row * cells_h // height, col * cells_w // width
-        explained.append(
-            PixelExplanation(
-                row=row,
-                col=col,
-                label=LABELS[index],
-                reason=reason,
-                student_probs=probs[0, :, cell_row, cell_col].cpu().numpy(),
-                student_depth=float(cell_depth[cell_row, cell_col]),
-                entropy=float(entropy_map[cell_row, cell_col]),
-                teacher_probs=None if teacher_probs is None else teacher_probs[0, :, cell_row, cell_col].cpu().numpy(),
-                teacher_depth=None if teacher_depth is None else float(teacher_depth[0, 0, row, col]),
-            )
-        )
+    explained = _explain_pixels(
+        chosen, probs[0], cell_depth, entropy_map, teacher_probs, teacher_depth, (height, width)
+    )
     units = "normalised by ln K" if entropy == "normalized" else "nats"
     title = (
         f"{model_name}: depth probability map of {centers.numel()} bins on "
@@ -323,7 +352,10 @@ def _zoom(pixel: PixelExplanation, centers: np.ndarray, width: float) -> tuple[f
 
 def _mark(axis: Any, pixels: Sequence[PixelExplanation]) -> None:
     for pixel in pixels:
-        axis.plot(pixel.col, pixel.row, marker="o", markersize=9, markerfacecolor="none", markeredgecolor="white", markeredgewidth=2)
+        axis.plot(
+            pixel.col, pixel.row, marker="o", markersize=9, markerfacecolor="none", markeredgecolor="white",
+            markeredgewidth=2,
+        )
         axis.plot(pixel.col, pixel.row, marker="o", markersize=3, color="black")
         axis.annotate(
             pixel.label,
@@ -355,7 +387,9 @@ def _draw_maps(subfigure: Any, explanation: Explanation) -> None:
     axes = subfigure.subplots(rows, columns, squeeze=False).flatten()
     for axis in axes[len(panels):]:
         axis.set_visible(False)
-    entropy_max = 1.0 if explanation.entropy_units == "normalized" else math.log(len(explanation.centers))
+    # The entropy's own range, not [0, 1]: a half-trained student varies within a narrow band.
+    entropy_min, entropy_max = float(explanation.entropy.min()), float(explanation.entropy.max())
+    entropy_max = max(entropy_max, entropy_min + 1e-3)
     entropy_full = np.repeat(
         np.repeat(explanation.entropy, math.ceil(height / explanation.entropy.shape[0]), axis=0),
         math.ceil(width / explanation.entropy.shape[1]),
@@ -378,8 +412,11 @@ def _draw_maps(subfigure: Any, explanation: Explanation) -> None:
             subfigure.colorbar(depth_scale, ax=axis, label="depth (m)", shrink=0.85)
             _mark(axis, explanation.pixels)
         else:
-            shown = axis.imshow(entropy_full, cmap=ENTROPY_CMAP, vmin=0.0, vmax=entropy_max, interpolation="nearest")
-            units = "entropy / ln K  (0 certain, 1 uniform)" if explanation.entropy_units == "normalized" else "entropy (nats)"
+            shown = axis.imshow(
+                entropy_full, cmap=ENTROPY_CMAP, vmin=entropy_min, vmax=entropy_max, interpolation="nearest"
+            )
+            normalized = explanation.entropy_units == "normalized"
+            units = "entropy / ln K  (0 certain, 1 uniform)" if normalized else "entropy (nats)"
             axis.set_title("student uncertainty: DPM entropy")
             subfigure.colorbar(shown, ax=axis, label=units, shrink=0.85)
             _mark(axis, explanation.pixels)

@@ -10,7 +10,9 @@ How each number is measured:
   timed calls minus the resident size just before them (the loaded model's weights are not counted;
   see ``weights_mb``). On Linux the kernel's high-water mark ``VmHWM`` (``/proc/self/status``) is
   reset before measuring by writing ``5`` to ``/proc/self/clear_refs``, so the number belongs to this
-  model alone, without psutil. Where that reset is not possible, ``resource.getrusage``'s
+  model alone, without psutil. Freed heap memory is handed back to the system first (garbage
+  collection, then glibc's ``malloc_trim``), so a model benchmarked after another does not reuse
+  pages already counted in the baseline. Where the reset is not possible, ``resource.getrusage``'s
   ``ru_maxrss`` (the process's lifetime peak) is used and the report says so.
 - **Parameters**: :func:`depthkd.bench.count_parameters` of the PyTorch model (for a bare ``.onnx``
   file: the element count of its weight initialisers, quantisation scales excluded).
@@ -26,6 +28,9 @@ re-checked here). Every model runs on the CPU.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import math
 import resource
@@ -80,6 +85,20 @@ def _reset_peak() -> bool:
     return True
 
 
+def _release_free_memory() -> None:
+    """Collect garbage and return freed heap pages to the system (glibc only; a no-op elsewhere)."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:
+        return
+
+
 def _maxrss_kb() -> int:
     """``ru_maxrss`` in kB (macOS reports bytes)."""
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -98,6 +117,7 @@ class PeakMemory:
 def peak_memory() -> Iterator[PeakMemory]:
     """Measure the peak resident memory reached inside the block, above the level at entry."""
     result = PeakMemory()
+    _release_free_memory()
     baseline = _status_kb("VmRSS")
     exact = baseline is not None and _reset_peak()
     if not exact:

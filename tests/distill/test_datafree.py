@@ -165,20 +165,22 @@ def test_a_g_step_lowers_the_batchnorm_statistics_loss() -> None:
     assert moved > 0  # G left the identity
 
 
-def test_batchnorm_loss_is_the_distance_to_the_running_statistics() -> None:
-    method, teacher, _, batch = set_up({"mixing": False})
+@pytest.mark.parametrize("normalize", [False, True])
+def test_batchnorm_loss_is_the_distance_to_the_running_statistics(normalize: bool) -> None:
+    method, teacher, _, batch = set_up({"mixing": False, "bn_normalize": normalize})
     layers = [m for m in teacher.model if isinstance(m, nn.BatchNorm2d)]
     inputs: list[torch.Tensor] = []
     handles = [m.register_forward_pre_hook(lambda m, i: inputs.append(i[0].detach())) for m in layers]
     loss = method.transformation_loss(teacher, batch["image"]).terms["bn"]
     for handle in handles:
         handle.remove()
-    expected = sum(
+    distances = [
         torch.linalg.vector_norm(x.mean((0, 2, 3)) - m.running_mean)
         + torch.linalg.vector_norm(x.var((0, 2, 3), unbiased=False) - m.running_var)
         for x, m in zip(inputs, layers)
-    )
-    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    ]
+    expected = sum(distances) if not normalize else sum(d / math.sqrt(8) for d in distances) / len(layers)
+    assert len(distances) == 2 and loss.item() == pytest.approx(float(expected), rel=1e-5)
 
 
 # --- schedules, with the teacher frozen -------------------------------------------------------------

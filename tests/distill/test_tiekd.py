@@ -259,7 +259,8 @@ def test_setup_refuses_wrong_students_and_unalignable_teachers() -> None:
     relative = {**batch, "teacher_kind": ["relative_depth"]}
     with pytest.raises(ConfigError, match="relative_depth"):
         tie_kd().setup(SetupContext(student=dpm, teacher=None, sample_batch=relative))
-    tie_kd().setup(SetupContext(student=dpm, teacher=None, sample_batch={**relative, "depth": torch.ones(1, 1, 32, 32)}))
+    with_depth = {**relative, "depth": torch.ones(1, 1, 32, 32)}
+    tie_kd().setup(SetupContext(student=dpm, teacher=None, sample_batch=with_depth))
 
 
 def test_gradients_reach_the_student_only() -> None:
@@ -334,17 +335,17 @@ def write_onnx_teacher(path: Path) -> Path:
 
 def test_sim_recipe_runs_from_a_cached_teacher(torch_teacher: Path, tmp_path: Path) -> None:
     overrides = [
-        "data.train=sim:indoor?num=8&size=32x48&seed=0",
-        "data.val=sim:indoor?num=4&size=32x48&seed=99",
+        "data.train=sim:indoor?num=4&size=32x48&seed=0",
+        "data.val=sim:indoor?num=2&size=32x48&seed=99",
         "data.crop=[32,32]",
         "data.batch_size=4",
-        "data.val_batch_size=4",
+        "data.val_batch_size=2",
         "data.num_workers=0",
         *TINY_STUDENT,
         f"teacher.spec=torch:{torch_teacher}",
         f"cache.dir={tmp_path / 'cache'}",
         "trainer.accelerator=cpu",
-        "trainer.max_steps=3",
+        "trainer.max_steps=2",
         "trainer.max_epochs=null",
         "trainer.log_every_n_steps=1",
         "trainer.loggers=[csv]",

@@ -350,3 +350,47 @@ def test_feature_distillation_trains_adapters_that_stay_out_of_the_export(
     adapter_keys = [k for k in checkpoint["state_dict"] if k.startswith("method.adapters.")]
     assert "method.adapters.1.0.weight" in adapter_keys
     assert not any(k.startswith("method.") for k in load_file(str(result.student_path)))
+
+
+def test_bf16_channels_last_accumulation_and_clipping_run_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(
+        tiny_data,
+        tmp_path,
+        "data.val=null",
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.gradient_clip_val=0.5",
+        "trainer.max_steps=2",
+    )
+
+    class Count(L.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, *args: object) -> None:
+            Count.batches += 1
+
+    result = distill(load_recipe(None, overrides), callbacks=[Count()])
+    assert Count.batches == 4  # two optimiser steps of two batches each
+    floats = [w for w in load_file(str(result.student_path)).values() if w.is_floating_point()]
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in floats)  # fp32 master weights
+
+
+def test_skipped_batches_do_not_move_the_weights(tiny_data: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(
+        tiny_data,
+        tmp_path,
+        "data.val=null",
+        "method.name=test-nan-after",
+        "method.options.after=0",  # every batch is non-finite
+        "trainer.skip_nonfinite=true",
+        "trainer.max_steps=2",
+    )
+    config = load_recipe(None, overrides)
+    result = distill(config)
+    assert result.skipped_batches == 2
+    torch.manual_seed(config.run.seed)  # the engine seeds the same way before building the student
+    initial = build_student(**{"backbone": "mobilenetv2_050", "decoder_channels": (16, 16, 8, 8)})
+    exported = load_file(str(result.student_path))
+    for name, parameter in initial.named_parameters():  # buffers (BN statistics) do move in train mode
+        assert torch.equal(exported[name], parameter.detach()), name

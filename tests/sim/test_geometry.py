@@ -162,3 +162,15 @@ def test_shadow_darkens_the_floor_under_an_object():
     shadow = ratio < 0.8 * typical
     assert shadow.sum() > 20  # the slab's shadow on the floor
     assert (ratio[~shadow] - typical).abs().max() < 0.05 * typical
+
+
+def test_camera_near_a_sphere_and_inside_a_cylinder():
+    # The camera is inside the sphere's bounding cube but outside the sphere: its near side is seen.
+    b = builder(SIZE)
+    b.sphere((0.0, -0.7, 0.7), 0.9, material=0, instance=1)
+    b.cylinder((0.0, 0.0, 0.0), 2.0, 4.0, material=0, cls="wall")  # a round room around the camera
+    out = render(b)
+    ids, depth = out["instances"][0, 0], out["depth"][0, 0]
+    # Optical axis: (t - 0.7)^2 + 0.7^2 = 0.9^2 -> t = 0.7 - sqrt(0.32).
+    assert ids[CY, CX] == 1 and depth[CY, CX].item() == pytest.approx(0.7 - math.sqrt(0.32), abs=1e-5)
+    assert ids[0, CX] == 0 and depth[0, CX].item() == pytest.approx(2.0, abs=1e-5)  # the cylinder wall

@@ -7,7 +7,9 @@
     kitti:eigen_test_files_with_gt.txt?root=kitti_raw&gt_root=data_depth_annotated&kb_crop=1
     folder:my_rgbd?depth_scale=1000          (PairedFolder: rgb/ and depth/)
     images:my_photos                          (ImageFolder)
+    instances:sim/rgb?masks=sim/instances&depth=sim/depth   (images + instance PNGs, data-free KD)
     sim:indoor?num=64&size=240x320&seed=0     (the procedural simulator)
+    sim:ood_shapes+ood_clutter?num=600        (several simulator domains, interleaved)
 
 Paths may be relative (to the working directory). Defaults where the spec leaves a path out (ours):
 ``splits`` is ``splits.mat`` beside the ``.mat`` file; ``root`` is the list file's folder;
@@ -87,7 +89,13 @@ _PARAMS: dict[str, dict[str, Callable[[str, str], Any]]] = {
     },
     "folder": {"depth_scale": _parse_float, "allow_missing": _parse_bool},
     "images": {},
-    "sim": {"num": _parse_int, "size": _parse_size, "seed": _parse_int},
+    "instances": {
+        "masks": lambda k, v: v,
+        "depth": lambda k, v: v,
+        "depth_scale": _parse_float,
+        "allow_missing": _parse_bool,
+    },
+    "sim": {"num": _parse_int, "size": _parse_size, "seed": _parse_int, "batch_render": _parse_int},
 }
 SCHEMES = tuple(_PARAMS)
 
@@ -170,11 +178,28 @@ def _build_images(path: str, options: dict[str, Any], transform: Transform | Non
     return ImageFolder(path, transform=transform)
 
 
+def _build_instances(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    from depthkd.data.instances import InstanceFolder
+
+    if "masks" not in options:
+        raise ConfigError(f"data spec instances:{path} needs masks=DIR (a folder of instance-id PNGs)")
+    return InstanceFolder(path, transform=transform, **options)
+
+
 def _build_sim(domain: str, options: dict[str, Any], transform: Transform | None) -> Dataset:
+    """One simulator domain, or several joined by ``+`` and interleaved.
+
+    ``batch_render`` (scenes rendered together per cache chunk) defaults to 1 here (ours): training
+    samplers read items in random order, where larger chunks render scenes that are thrown away.
+    """
+    from depthkd.data.instances import MultiDomainSim
     from depthkd.sim import SimDataset
 
     if "num" in options:
         options["length"] = options.pop("num")
+    options.setdefault("batch_render", 1)
+    if "+" in domain:
+        return MultiDomainSim(domain.split("+"), transform=transform, **options)
     return SimDataset(domain, transform=transform, **options)
 
 
@@ -184,5 +209,6 @@ _BUILDERS: dict[str, Callable[[str, dict[str, Any], Transform | None], Dataset]]
     "kitti": _build_kitti,
     "folder": _build_folder,
     "images": _build_images,
+    "instances": _build_instances,
     "sim": _build_sim,
 }

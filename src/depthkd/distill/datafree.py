@@ -9,9 +9,10 @@ No target-domain image is used. Each training batch of simulated images goes thr
    ``x_hat``, the statistics it stored from its real training data::
 
        L_G = bn_weight * sum_l (||mu_l(x_hat) - running_mean_l||_2 + ||var_l(x_hat) - running_var_l||_2)
-             + content_weight * mean|x_hat - x| + tv_weight * TV(x_hat - x)
+             + content_weight * mean|G(x)| + tv_weight * TV(G(x))
 
-   (batch statistics of each BN layer's *input*, over batch and space, population variance);
+   (batch statistics of each BN layer's *input*, over batch and space, population variance; G(x) is
+   the change before ``x_hat`` is clamped to [0, 1], so the content gradient never vanishes);
 3. **KD**: the student regresses the teacher's depth on ``x_hat`` (detached) with the log-L1 +
    gradient + surface-normal loss of Hu et al. (2019), or plain L1.
 
@@ -145,8 +146,11 @@ class BatchNormStatistics:
     its running statistics, while :meth:`recording`.
 
     Per layer, ``||mean(x) - running_mean||_2 + ||var(x) - running_var||_2`` with mean and population
-    variance over batch and space, computed in float32 inside the hook (no activation is kept).
-    Outside :meth:`recording` the hooks do nothing, so the teacher's ordinary forward is unaffected.
+    variance over batch and space, computed in float32 inside the hook (no activation is kept); the
+    loss is the sum over layers (METHODS.md). ``normalize=True`` divides each layer's distance by the
+    square root of its channel count and averages over layers instead: a per-channel RMS deviation
+    whose scale does not grow with the teacher's width and depth. Outside :meth:`recording` the hooks
+    do nothing, so the teacher's ordinary forward is unaffected.
     """
 
     def __init__(self, model: nn.Module, what: str = "teacher", normalize: bool = False) -> None:
@@ -254,9 +258,12 @@ class DataFree(Method):
             g_width, g_blocks: G's size (ours: 32 channels, 2 residual blocks).
             g_lr: G's Adam learning rate, constant (ours: 1e-3); the student uses the recipe's ``optim``.
             bn_weight: weight of the BatchNorm statistics term.
-            content_weight: weight of ``mean|x_hat - x|`` (ours: 1).
-            tv_weight: weight of the total variation of G's change ``x_hat - x`` (ours: 0.1); on the
-                change rather than on ``x_hat`` so the images' own edges are not smoothed away.
+            bn_normalize: ``false`` (default) sums the per-layer distances as METHODS.md writes them;
+                ``true`` (ours) uses per-channel RMS distances averaged over layers, whose scale does not
+                depend on the teacher's size (then ``content_weight`` means the same for every teacher).
+            content_weight: weight of the content term ``mean|G(x)|`` (ours: 1).
+            tv_weight: weight of the total variation of G's change ``G(x)`` (ours: 0.1); on the change
+                rather than on ``x_hat`` so the images' own edges are not smoothed away.
             kd_loss: ``log-grad-normal`` (Hu et al. 2019, the paper's loss) or ``l1``.
             log_alpha: the ``alpha`` inside the logarithms (0.5 in Hu et al.).
             grad_weight, normal_weight: weights of the gradient and normal terms (1 and 1 in Hu et al.).
@@ -275,6 +282,7 @@ class DataFree(Method):
         g_blocks: int = 2
         g_lr: float = 1e-3
         bn_weight: float = 1.0
+        bn_normalize: bool = False
         content_weight: float = 1.0
         tv_weight: float = 0.1
         kd_loss: Literal["log-grad-normal", "l1"] = "log-grad-normal"
@@ -352,7 +360,8 @@ class DataFree(Method):
         model, _ = teacher_network(teacher)
         if self._bn_stats is not None:
             self._bn_stats.remove()
-        self._bn_stats = BatchNormStatistics(model, f"teacher {getattr(teacher, 'spec', type(teacher).__name__)}")
+        what = f"teacher {getattr(teacher, 'spec', type(teacher).__name__)}"
+        self._bn_stats = BatchNormStatistics(model, what, normalize=self.config.bn_normalize)
 
     def g_optim(self) -> Any:
         """G's optimiser settings: Adam at ``g_lr``, no weight decay, constant rate (ours)."""

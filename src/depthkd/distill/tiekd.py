@@ -43,7 +43,6 @@ from depthkd.models.outputs import StudentOutput, TeacherOutput
 
 DPM_TARGETS = ("integrated", "softmax_pdf")
 DPM_RESOLUTIONS = ("mixture", "depth")
-TERM_CHOICES = ("both", "dpm", "depth")
 
 SOFTMAX_PDF_FLOOR = 1e-16
 """``softmax_pdf``: pdf values below this are replaced by :data:`SOFTMAX_PDF_FILL` (released code)."""
@@ -111,7 +110,8 @@ def teacher_dpm(
             bin, renormalised; ``softmax_pdf`` (the authors' released code): the Gaussian *pdf*
             at each bin centre, set to -1000 where below 1e-16, then a softmax over bins: a much
             flatter target (at sigma 0.5 m, K = 257 on [1e-3, 80] m, depth 20 m: 27 bins of
-            support, peak 0.070).
+            support, peak 0.070). Those released numbers need the bin-middle centres used here;
+            centres at ``linspace(d_min, d_max, K)`` give the same support but peak 0.071.
 
     Returns:
         ``(B,K,H,W)`` float32 probabilities summing to 1 over K.
@@ -144,7 +144,9 @@ def edges_from_centers(centers: Tensor, rtol: float = 1e-3) -> Tensor:
     width = (flat[-1] - flat[0]) / (count - 1)
     steps = flat[1:] - flat[:-1]
     if width <= 0 or not torch.allclose(steps, width.expand_as(steps), rtol=rtol, atol=0.0):
-        raise ModelError("tie-kd needs uniform bins (student head='dpm'); the student's bin centres are not evenly spaced")
+        raise ModelError(
+            "tie-kd needs uniform bins (student head='dpm'); the student's bin centres are not evenly spaced"
+        )
     edges = flat[0] - width / 2 + width * torch.arange(count + 1, dtype=torch.float64, device=flat.device)
     return edges.float()
 
@@ -283,7 +285,9 @@ class TIEKD(Method):
         )
 
     # --- targets ------------------------------------------------------------------------------------
-    def metric_teacher_depth(self, teacher: TeacherOutput, batch: dict[str, Any], d_max: float) -> tuple[Tensor, Tensor]:
+    def metric_teacher_depth(
+        self, teacher: TeacherOutput, batch: dict[str, Any], d_max: float
+    ) -> tuple[Tensor, Tensor]:
         """Teacher depth in metres (detached) and the images it is usable on ``(B,1,1,1)``.
 
         Relative teachers are aligned per image to the ground truth; images without any ground-truth

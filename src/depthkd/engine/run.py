@@ -68,6 +68,7 @@ _QUIET = (
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*no pre-optimization state was saved.*",
+    r".*Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`.*",  # a skipped first step
 )
 
 

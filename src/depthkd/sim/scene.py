@@ -146,7 +146,8 @@ class Lighting:
 
 @dataclass
 class Sensor:
-    """Image formation after shading: auto exposure to a mean, white balance, vignetting, noise, gamma."""
+    """Image formation after shading: auto exposure (``exposure`` is the target mean of the displayed
+    image), white balance, vignetting (darkening at the corners), Gaussian noise (std), gamma."""
 
     exposure: float = 0.45
     white_balance: Vec3 = (1.0, 1.0, 1.0)
@@ -219,11 +220,13 @@ class SceneBuilder:
     ) -> int:
         """Add a material and return its index.
 
-        Albedo = ``mix(colour, colour2, pattern)``, then mixed towards ``colour3`` by ``variation``
-        times the pattern's per-cell random value (bricks, boards, books), darkened by ``grime``
-        times a noise layer of period ``grime_tile`` metres. ``tile`` is the size in metres of one
-        repeat of the pattern (u, v), ``angle`` rotates it. ``lanes > 0`` paints road markings
-        for that many lanes across one ``tile`` width.
+        Albedo = ``colour + (colour2 - colour) * pattern + (colour3 - colour) * variation * cell``
+        (``pattern`` in [0, 1] from the named texture, ``cell`` its per-cell random value: one per
+        brick, board, book), darkened by ``grime`` times a smooth noise of period ``grime_tile``
+        metres. ``tile`` is the size in metres of one repeat of the pattern (u, v), ``angle``
+        rotates it, ``offset`` shifts it (in repeats). ``specular``/``shininess`` give a
+        Blinn-Phong highlight of the key light, ``emission`` adds light (lamps, windows).
+        ``lanes > 0`` paints road markings for that many lanes across one ``tile`` width.
         """
         from depthkd.sim.textures import PATTERN_ID
 
@@ -262,7 +265,12 @@ class SceneBuilder:
         instance: int,
         casts_shadow: bool,
     ) -> int:
-        flat_rotation = _IDENTITY if rotation is None else np.asarray(rotation, dtype=float).reshape(-1).tolist()
+        if rotation is None:
+            flat_rotation = _IDENTITY
+        elif isinstance(rotation, list) and len(rotation) == 9:
+            flat_rotation = rotation
+        else:
+            flat_rotation = np.asarray(rotation, dtype=float).reshape(-1).tolist()
         # Field order: see the PRIM_* column constants.
         row = [*centre, *flat_rotation, *params, *_ZEROS[len(params):], bound]
         self._kinds.append(KIND_ID[kind])

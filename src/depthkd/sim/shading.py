@@ -256,21 +256,3 @@ def sky_colour(bank: TextureBank, batch: S.SceneBatch, image: torch.Tensor, dirs
     glow = dot(unit, batch.light_position.t().index_select(1, image)).clamp_min(0.0) ** 64 * sun
     light = batch.light_colour.t().index_select(1, image)
     return colour + 0.6 * glow * light / light.amax(0, keepdim=True).clamp_min(1e-6)
-
-
-def apply_sensor(batch: S.SceneBatch, linear: torch.Tensor, valid: torch.Tensor, radius2: torch.Tensor) -> torch.Tensor:
-    """Linear radiance ``(3, B, N)`` to display RGB in ``[0, 1]`` (before noise).
-
-    Auto exposure scales each image so that its mean luminance over ``valid`` pixels ``(N,)`` would
-    display at about the sensor's ``exposure`` level (a display-space mean) after the soft shoulder
-    ``1 - exp(-x)`` (highlights roll off instead of clipping) and gamma; then white balance and
-    vignetting (``radius2`` ``(B, N)``: squared distance to the principal point, 1 at the corners).
-    """
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    mean = (luminance * valid).sum(1) / valid.sum().clamp_min(1)
-    target = -torch.log1p(-batch.exposure.clamp(0.01, 0.95) ** batch.gamma)
-    scale = (target / mean.clamp_min(1e-6)).clamp(0.02, 50.0)
-    gain = batch.white_balance.t()[:, :, None] * (1.0 - batch.vignetting[:, None] * radius2)[None]
-    exposed = (1.0 - torch.exp(-linear * scale[None, :, None])) * gain
-    exposed = exposed.clamp(1e-6, 1.0)
-    return torch.exp(torch.log(exposed) / batch.gamma[None, :, None])

@@ -205,7 +205,39 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     return pairs[keep]
 
 
+def tile_hit_bounds(batch: SceneBatch, grid: TileGrid, depth: torch.Tensor, active: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bounding sphere ``(B, T, 3)``, ``(B, T)`` of each tile's active hit points, and which tiles
+    have any: the part of the tile's frustum between the nearest and farthest active depth."""
+    inf = torch.tensor(float("inf"), device=depth.device)
+    z_min = torch.where(active, depth, inf).amin(1)
+    z_max = torch.where(active, depth, -inf).amax(1)
+    any_active = active.any(1)
+    z_min = torch.where(any_active, z_min, 1.0).view(batch.batch_size, -1, 1, 1)
+    z_max = torch.where(any_active, z_max, 1.0).view(batch.batch_size, -1, 1, 1)
+    fx, fy, cx, cy = (batch.intrinsics[:, i].view(-1, 1) for i in range(4))
+    xs = torch.stack([(grid.tile_u[:, 0] - 0.5 - cx) / fx, (grid.tile_u[:, 1] + 0.5 - cx) / fx], -1)
+    ys = torch.stack([(grid.tile_v[:, 0] - 0.5 - cy) / fy, (grid.tile_v[:, 1] + 0.5 - cy) / fy], -1)
+    corners = torch.stack([
+        torch.stack([xs[..., i], ys[..., j], torch.ones_like(xs[..., 0])], -1) for i in (0, 1) for j in (0, 1)
+    ], dim=2)  # (B, T, 4, 3) camera frame, z = 1
+    points = torch.cat([corners * z_min, corners * z_max], dim=2)
+    centre = points.mean(2)
+    radius = (points - centre[:, :, None, :]).norm(dim=-1).amax(2)
+    world = batch.cam_position[:, None, :] + torch.einsum("bij,btj->bti", batch.cam_rotation, centre)
+    return world, radius, any_active.view(batch.batch_size, -1)
+
+
 # -- tracing ---------------------------------------------------------------------------------------
+
+
+def contains(kinds: torch.Tensor, params: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """Whether local points ``(n, 3)`` lie strictly inside primitives of ``kinds`` (planes: never)."""
+    box = (local.abs() < params[:, :3]).all(1)
+    radius2 = params[:, 0] ** 2
+    sphere = (local * local).sum(1) < radius2
+    cylinder = (local[:, 0] ** 2 + local[:, 2] ** 2 < radius2) & (local[:, 1].abs() < params[:, 1])
+    return torch.where(kinds == 1, box, torch.where(kinds == 2, sphere, (kinds == 3) & cylinder))
 
 
 def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, split_inside: bool = False):
@@ -219,9 +251,7 @@ def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, split_i
     if split_inside:
         rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
         rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
-        local = torch.einsum("nj,njk->nk", rel, rotation).abs()
-        half = local_bounds(kinds, batch.prim_params.reshape(-1, 4)[gids])
-        inside = (local < half).all(1) & (kinds != 0)
+        inside = contains(kinds, batch.prim_params.reshape(-1, 4)[gids], torch.einsum("nj,njk->nk", rel, rotation))
         group = torch.where(inside, kinds, kinds + len(INTERSECT))
     step = max(1, CHUNK_RAYS // grid.tile_pixels)
     for code in range(2 * len(INTERSECT)):

@@ -32,7 +32,7 @@ def scale(colour: Colour, factor: float) -> Colour:
 
 def pick(rng: np.random.Generator, items):
     """One element of a sequence, uniformly."""
-    return items[int(rng.integers(len(items)))]
+    return items[min(int(rng.random() * len(items)), len(items) - 1)]
 
 
 # Natural palettes (linear-ish albedo values, not saturated).

@@ -34,7 +34,9 @@ from depthkd.sim.scene import Lighting, SceneBuilder, Sensor, rotation_matrix
 
 KITTI_FOCAL_PER_ROW = 721.5377 / 375.0
 MAX_DEPTH = 80.0
-ROAD_START, ROAD_END = -60.0, 400.0
+# The road and sidewalks are split along their length (short near the camera) so that per-tile
+# culling keeps them out of tiles above the horizon.
+ROAD_SEGMENTS = (-60.0, -10.0, 10.0, 25.0, 45.0, 70.0, 110.0, 170.0, 260.0, 400.0)
 
 FACADE_COLOURS = (
     (0.75, 0.7, 0.6), (0.62, 0.6, 0.58), (0.82, 0.8, 0.76), (0.55, 0.32, 0.24), (0.7, 0.55, 0.42),
@@ -64,7 +66,7 @@ def _car(b: SceneBuilder, rng: np.random.Generator, x: float, z: float, yaw: flo
     for side in (-1, 1):
         for end in (-1, 1):
             b.cylinder(at.at(side * (width / 2 - 0.1), radius, end * length * 0.32), radius, 0.22, rotation=wheel_turn,
-                       material=tyre, cls="car", instance=instance)
+                       material=tyre, cls="car", instance=instance, casts_shadow=False)  # inside the body's shadow
 
 
 def _tree(b: SceneBuilder, rng: np.random.Generator, x: float, z: float, ground: float) -> None:
@@ -112,7 +114,7 @@ def _sign(b: SceneBuilder, rng: np.random.Generator, x: float, z: float, ground:
 
 
 def _building(b: SceneBuilder, rng: np.random.Generator, x: float, z: float, width: float, depth: float,
-              height: float, side: int) -> None:
+              height: float) -> None:
     wall = jitter(rng, pick(rng, FACADE_COLOURS))
     bay, storey = rng.uniform(2.5, 4.0), rng.uniform(2.8, 3.4)
     facade = b.material(wall, (0.08, 0.1, 0.12), (0.35, 0.42, 0.5), pattern="facade", tile=(2 * bay, 2 * storey),
@@ -128,8 +130,6 @@ def sample_outdoor(rng: np.random.Generator, size: tuple[int, int]) -> SceneBuil
     lanes = int(rng.integers(2, 5))
     lane_w = rng.uniform(3.1, 3.6)
     road_w = lanes * lane_w
-    length = ROAD_END - ROAD_START
-    middle = (ROAD_START + ROAD_END) / 2
     setting = pick(rng, ("city", "city", "residential", "rural"))
 
     grass = hsv(rng.uniform(0.15, 0.28), rng.uniform(0.3, 0.6), rng.uniform(0.25, 0.45))
@@ -139,19 +139,23 @@ def sample_outdoor(rng: np.random.Generator, size: tuple[int, int]) -> SceneBuil
     asphalt = jitter(rng, (0.2, 0.2, 0.21), 0.15)
     road = b.material(scale(asphalt, 0.7), asphalt, pattern="fine_noise", tile=(road_w, 9.0), offset=(0.5, rng.random()),
                       lanes=lanes, grime=0.35, grime_tile=5.0)
-    b.box((0.0, -0.05, middle), (road_w, 0.1, length), material=road, cls="road", casts_shadow=False)
+    segments = list(zip(ROAD_SEGMENTS[:-1], ROAD_SEGMENTS[1:]))
+    for start, end in segments:
+        b.box((0.0, -0.05, (start + end) / 2), (road_w, 0.1, end - start), material=road, cls="road",
+              casts_shadow=False)
     walk_w = [rng.uniform(1.5, 4.0), rng.uniform(1.5, 4.0)]
     paving_colour = jitter(rng, pick(rng, ((0.55, 0.54, 0.52), (0.62, 0.58, 0.52), (0.45, 0.45, 0.46))))
     paving = b.material(scale(paving_colour, 0.75), paving_colour, pattern="tiles", tile=rng.uniform(0.6, 1.2),
                         variation=0.2, grime=0.3, grime_tile=3.0)
     for side, w in zip((-1, 1), walk_w):
-        b.box((side * (road_w / 2 + w / 2), 0.075, middle), (w, 0.15, length), material=paving, cls="sidewalk",
-              casts_shadow=False)
+        for start, end in segments:
+            b.box((side * (road_w / 2 + w / 2), 0.075, (start + end) / 2), (w, 0.15, end - start), material=paving,
+                  cls="sidewalk", casts_shadow=False)
 
     # Roadside: buildings, houses or an open verge, per side.
     for side, w in zip((-1, 1), walk_w):
         edge = road_w / 2 + w
-        z = ROAD_START + rng.uniform(0, 10)
+        z = ROAD_SEGMENTS[0] + rng.uniform(0, 10)
         while z < 160.0:
             if setting == "rural":
                 if rng.random() < 0.5:
@@ -162,7 +166,7 @@ def sample_outdoor(rng: np.random.Generator, size: tuple[int, int]) -> SceneBuil
             deep = rng.uniform(8.0, 16.0)
             tall = rng.uniform(6.0, 25.0) if setting == "city" else rng.uniform(4.5, 8.0)
             setback = rng.uniform(0.0, 2.0) if setting == "city" else rng.uniform(3.0, 8.0)
-            _building(b, rng, side * (edge + setback + deep / 2), z + along / 2, along, deep, tall, side)
+            _building(b, rng, side * (edge + setback + deep / 2), z + along / 2, along, deep, tall)
             if setting == "residential" and rng.random() < 0.6:
                 hedge = hsv(rng.uniform(0.2, 0.3), 0.5, 0.3)
                 b.box((side * (edge + 0.5), 0.6, z + along / 2), (0.8, rng.uniform(0.8, 1.6), along * 0.9),
@@ -171,7 +175,9 @@ def sample_outdoor(rng: np.random.Generator, size: tuple[int, int]) -> SceneBuil
             z += along + (rng.uniform(0.0, 2.0) if setting == "city" else rng.uniform(3.0, 10.0))
         if setting == "rural" and rng.random() < 0.7:
             fence = b.material((0.45, 0.38, 0.3), (0.3, 0.25, 0.2), pattern="stripes", tile=(0.3, 1.0), angle=math.pi / 2)
-            b.box((side * (edge + 0.3), 0.5, middle), (0.05, 1.0, length), material=fence, cls="building")
+            for start, end in zip(ROAD_SEGMENTS[:-1], ROAD_SEGMENTS[1:]):
+                b.box((side * (edge + 0.3), 0.5, (start + end) / 2), (0.05, 1.0, end - start), material=fence,
+                      cls="building")
 
     # Street furniture on the sidewalks.
     for side, w in zip((-1, 1), walk_w):

@@ -1,0 +1,55 @@
+"""Image formation after shading: exposure, tone curve, white balance, vignetting, gamma, noise."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from depthkd.sim.scene import SceneBatch
+
+
+def apply_sensor(batch: SceneBatch, linear: torch.Tensor, valid: torch.Tensor, radius2: torch.Tensor) -> torch.Tensor:
+    """Linear radiance ``(3, B, N)`` to display RGB in ``[0, 1]`` (before noise).
+
+    Auto exposure scales each image so that its mean luminance over ``valid`` pixels ``(N,)`` would
+    display at about the sensor's ``exposure`` level (a display-space mean) after the soft shoulder
+    ``1 - exp(-x)`` (highlights roll off instead of clipping) and gamma; then white balance and
+    vignetting (``radius2`` ``(B, N)``: squared distance to the principal point, 1 at the corners).
+    """
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    mean = (luminance * valid).sum(1) / valid.sum().clamp_min(1)
+    target = -torch.log1p(-batch.exposure.clamp(0.01, 0.95) ** batch.gamma)
+    scale = (target / mean.clamp_min(1e-6)).clamp(0.02, 50.0)
+    gain = batch.white_balance.t()[:, :, None] * (1.0 - batch.vignetting[:, None] * radius2)[None]
+    exposed = (1.0 - torch.exp(-linear * scale[None, :, None])) * gain
+    exposed = exposed.clamp(1e-6, 1.0)
+    return torch.exp(torch.log(exposed) / batch.gamma[None, :, None])
+
+
+_NOISE_FIELD = 1024
+
+
+@lru_cache(maxsize=4)
+def _noise_field(device: torch.device) -> torch.Tensor:
+    """A fixed field of unit Gaussian noise ``(3, 1024, 1024)``, generated once per device."""
+    generator = torch.Generator().manual_seed(20240601)
+    return torch.randn((3, _NOISE_FIELD, _NOISE_FIELD), generator=generator).to(device)
+
+
+def add_sensor_noise(batch: SceneBatch, image: torch.Tensor) -> torch.Tensor:
+    """Add Gaussian sensor noise of each scene's strength: a window of a fixed noise field at an
+    offset drawn from the scene's ``noise_seed`` (much cheaper than fresh noise per pixel)."""
+    _, _, height, width = image.shape
+    field = _noise_field(image.device)
+    if height > _NOISE_FIELD or width > _NOISE_FIELD:
+        field = field.repeat(1, height // _NOISE_FIELD + 1, width // _NOISE_FIELD + 1)
+    image = image.clone()
+    for b, (seed, strength) in enumerate(zip(batch.noise_seeds, batch.noise.tolist())):
+        if strength <= 0:
+            continue
+        generator = torch.Generator().manual_seed(seed)
+        top = int(torch.randint(field.shape[1] - height + 1, (1,), generator=generator))
+        left = int(torch.randint(field.shape[2] - width + 1, (1,), generator=generator))
+        image[b].add_(field[:, top : top + height, left : left + width], alpha=strength)
+    return image
