@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--calib-count", type=int, default=32, help="simulated calibration scenes for int8")
-    parser.add_argument("--test-images", type=int, default=16, help="simulated scenes for the int8 accuracy")
+    parser.add_argument("--test-images", type=int, default=32, help="simulated scenes for the int8 accuracy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny settings: proves the script runs, numbers meaningless")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/deploy-<date>.md")

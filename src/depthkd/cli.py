@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from depthkd import __version__
 from depthkd.errors import ConfigError, DepthkdError
@@ -103,6 +104,127 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_run(result) -> None:  # noqa: ANN001 - engine.RunResult
+    from depthkd.metrics import METRIC_KEYS
+
+    print(f"run directory: {result.run_dir}")
+    if result.student_path:
+        print(f"student: {result.student_path}")
+    if result.metrics:
+        print(f"\nvalidation ({result.protocol})")
+        print("| model | " + " | ".join(METRIC_KEYS) + " |")
+        print("|---|" + "---|" * len(METRIC_KEYS))
+        rows = [("student", result.metrics)]
+        if result.teacher_metrics:
+            rows.append(("teacher", result.teacher_metrics))
+        for name, metrics in rows:
+            print(f"| {name} | " + " | ".join(f"{metrics[k]:.4f}" for k in METRIC_KEYS) + " |")
+    if result.skipped_batches:
+        print(f"skipped batches (non-finite loss): {result.skipped_batches}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from depthkd.engine import load_recipe, train
+
+    _print_run(train(load_recipe(args.config, args.set)))
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from depthkd.engine import distill, load_recipe
+
+    _print_run(distill(load_recipe(args.config, args.set)))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from depthkd.inspect_model import inspect_model
+
+    rows = inspect_model(args.model, size=args.size, device=args.device)
+    for row in rows:
+        if args.filter and args.filter not in row.name:
+            continue
+        print(f"{row.name:<60} {row.type:<28} {tuple(row.shape) if row.shape else ''}")
+    return 0
+
+
+def cmd_cache_teacher(args: argparse.Namespace) -> int:
+    from depthkd.data import dataset_from_spec
+    from depthkd.data.cache import build_teacher_cache
+    from depthkd.models.teachers import load_teacher
+
+    teacher = load_teacher(args.teacher, device=args.device)
+    cache = build_teacher_cache(
+        teacher, dataset_from_spec(args.data), args.out, batch_size=args.batch_size, device=args.device,
+        fmt=args.format,
+    )
+    print(f"cached {len(cache.names)} {cache.kind} maps of {args.teacher} in {args.out}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from depthkd.explain import explain
+
+    path = explain(
+        args.model, args.image, teacher=args.teacher, pixels=args.pixel or None, output=args.output,
+        sigma=args.sigma, target=args.target, entropy=args.entropy, size=args.size, device=args.device,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_preview_datafree(args: argparse.Namespace) -> int:
+    from depthkd.config import parse_override
+    from depthkd.preview_datafree import preview_datafree
+
+    options = {}
+    for text in args.option:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    preview = preview_datafree(
+        args.output, args.data, num_images=args.num_images, run=args.run, teacher=args.teacher,
+        fit_steps=args.fit_steps, options=options or None, seed=args.seed, device=args.device,
+    )
+    print(f"wrote {preview.path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from depthkd.export import export_onnx
+
+    if args.calib and not args.int8:
+        raise ConfigError("--calib is for static int8 calibration: add --int8")
+    output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    report = export_onnx(
+        args.model, output, size=args.size, dynamic=args.dynamic, fp16=args.fp16,
+        preprocessing=args.preprocessing, input_format=args.input_format, opset=args.opset,
+        int8=args.int8,
+        calib=args.calib, exporter=args.exporter,
+    )
+    print(report.to_markdown())
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from depthkd.latency import benchmark
+
+    report = benchmark(
+        args.model, teacher=args.teacher, size=args.size, backend=args.backend, threads=args.threads,
+        warmup=args.warmup, iters=args.iters, batch=args.batch,
+    )
+    print(report.to_markdown())
+    return 0
+
+
+def parse_pixel(text: str) -> tuple[int, int]:
+    """Parse ``ROW,COL`` into a pixel position."""
+    try:
+        row, col = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pixel {text!r} is not ROW,COL, e.g. 120,160") from None
+    return row, col
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -177,11 +299,162 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="recipe YAML (e.g. configs/tiekd-sim.yaml)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.lr=3e-4 --set trainer.max_steps=500 (repeatable)",
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a student (or a teacher) on ground truth from a recipe",
+        description="Supervised training from a recipe: checkpoints, resume (run.resume: auto), periodic "
+        "validation under the recipe's protocol, and the trained model exported as student.safetensors.",
+    )
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a teacher into a student with the recipe's method",
+        description="Knowledge distillation from a recipe (methods: supervised, response, feature, tie-kd, "
+        "disdepth, data-free); validation shows the teacher's score beside the student's.",
+    )
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_distill)
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="list a model's module names and output shapes (hook points for feature KD)",
+        description="Run one image through a student or teacher and list every module with its output shape.",
+    )
+    p.add_argument("model", help="student:BACKBONE, a student .safetensors, hf:DIR or torch:FILE")
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="HxW (default 224x224)")
+    p.add_argument("--filter", default="", help="only modules whose name contains this text")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache-teacher",
+        help="run a teacher once over a dataset and store its depth maps",
+        description="Store the teacher's output per image (fp16 memory-mapped or 16-bit PNG), keyed by image "
+        "name, teacher identity and preprocessing; distill reuses it when cache.enabled is set.",
+    )
+    p.add_argument("--teacher", required=True, help=MODEL_SPEC_HELP)
+    p.add_argument("--data", required=True, help=DATA_SPEC_HELP)
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--format", default="npy16", choices=("npy16", "png16"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_cache_teacher)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="figure of a DPM student's depth, uncertainty and per-pixel depth distributions",
+        description="For a student with the dpm head (TIE-KD): the image, its depth, the entropy of the "
+        "per-pixel depth distribution (uncertainty), and for chosen pixels the teacher's and student's "
+        "distributions over depth.",
+    )
+    p.add_argument("--model", required=True, help="a student .safetensors with the dpm head")
+    p.add_argument("--image", required=True, help="an image file")
+    p.add_argument("--teacher", help=MODEL_SPEC_HELP)
+    p.add_argument("--output", default="explain.png")
+    p.add_argument("--pixel", type=parse_pixel, action="append", help="ROW,COL to show (repeatable)")
+    p.add_argument("--size", type=parse_size, default=None, help="resize the image to HxW first")
+    p.add_argument("--sigma", type=float, default=None, help="teacher DPM width in metres")
+    p.add_argument("--target", default="integrated", choices=("integrated", "softmax_pdf"))
+    p.add_argument("--entropy", default="normalized", choices=("normalized", "nats"))
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_explain)
+
+
+def _add_preview_datafree(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preview-datafree",
+        help="grid of raw OOD images, mixed images and transformed images (data-free KD)",
+        description="Show what a data-free student learns from: raw out-of-distribution images, after "
+        "object-wise mixing, and after the transformation network.",
+    )
+    p.add_argument("--data", required=True, help=DATA_SPEC_HELP)
+    p.add_argument("--output", required=True, help="PNG to write")
+    p.add_argument("--run", help="a data-free run directory (its trained transformation network)")
+    p.add_argument("--teacher", help="teacher spec (default: the run's)")
+    p.add_argument("--fit-steps", type=int, default=0, help="fit a transformation network for N steps")
+    p.add_argument("--num-images", type=int, default=6)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="data-free option")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_preview_datafree)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a student to ONNX and check parity with PyTorch (optionally fp16 / int8)",
+        description="Export to ONNX (input 'image', output 'depth'), then always: onnx.checker, an "
+        "onnxruntime run, max |ONNX - PyTorch| and metric parity on simulated images. A mismatch beyond "
+        "tolerance is an error and the files are removed.",
+    )
+    p.add_argument("--model", required=True, help="a student .safetensors (or student:BACKBONE, arch:NAME)")
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (onnx)")
+    p.add_argument("--output", help="the .onnx path (default: next to the model)")
+    p.add_argument("--size", type=parse_size, default=(480, 640), help="HxW (default 480x640)")
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and activations")
+    p.add_argument(
+        "--int8", nargs="?", const="static", choices=("static", "dynamic"),
+        help="also write NAME.int8.onnx (static calibration by default) and report the accuracy change",
+    )
+    p.add_argument("--calib", help="folder of calibration images for static int8 (default: simulated)")
+    p.add_argument("--preprocessing", default="inside", choices=("inside", "sidecar"))
+    p.add_argument("--input-format", default="float", choices=("float", "uint8"))
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "legacy"))
+    p.set_defaults(func=cmd_export)
+
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="latency p50/p90, throughput, peak memory, params and MACs (student vs teacher)",
+        description="Time a model after warm-up; with --teacher, a ratio table. Teacher architectures need "
+        "no weights: arch:depth-anything-v2-small | arch:depth-anything-v2-base | arch:dpt-hybrid.",
+    )
+    p.add_argument("--model", required=True, help="student .safetensors, .onnx, student:BACKBONE or a teacher spec")
+    p.add_argument("--teacher", help="a teacher spec or arch:NAME to compare with")
+    p.add_argument("--size", type=parse_size, default=(480, 640), help="HxW (default 480x640)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(func=cmd_benchmark)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_simulate,
     _add_verify,
     _add_evaluate,
     _add_predict,
+    _add_train,
+    _add_distill,
+    _add_inspect,
+    _add_cache_teacher,
+    _add_explain,
+    _add_preview_datafree,
+    _add_export,
+    _add_benchmark,
 ]
 
 

@@ -67,7 +67,8 @@ class DataConfig:
         augment: random rotation, crop, flip and colour jitter; ``False`` centre-crops to ``crop``.
         augmentation: the augmentation's ranges.
         val_resize: resize validation items to ``(H, W)`` (the network input); ``None`` keeps them.
-        val_limit: validate on the first N items only (our option for quick periodic checks).
+        val_limit: periodic validation uses the first N items only (our option for quick checks); the
+            exported student is scored on the whole set.
         batch_size: per device (the global batch is ``batch_size * devices * num_nodes``).
         val_batch_size: per device, for validation.
         num_workers: DataLoader worker processes.

@@ -103,7 +103,20 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--data", f"folder:{root}"]) == 2  # neither --model nor --predictions
 
 
-@pytest.mark.parametrize("command", ["simulate", "verify-data", "evaluate", "predict"])
+def _subcommands() -> list[str]:
+    from depthkd.cli import build_parser
+
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if a.dest == "command"]
+    return sorted(action.choices)
+
+
+def test_cli_lists_the_documented_commands() -> None:
+    expected = {"simulate", "verify-data", "evaluate", "predict", "train", "distill", "inspect"}
+    assert expected <= set(_subcommands())
+
+
+@pytest.mark.parametrize("command", _subcommands())
 def test_every_subcommand_has_help(command: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

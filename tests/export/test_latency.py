@@ -39,19 +39,19 @@ def test_peak_memory_sees_a_temporary_allocation() -> None:
 
 
 def test_student_benchmark_is_sane_and_counts_match_bench() -> None:
-    report = benchmark("student:mobilenetv2_050", size=SIZE, backend="torch", warmup=1, iters=4)
+    report = benchmark("student:mobilenetv2_050", size=SIZE, backend="torch", threads=1, warmup=1, iters=4)
     row = report.model
     assert row.latency.p90_ms >= row.latency.p50_ms > 0 and row.latency.throughput > 0
     reference = tiny_student()
     assert row.params == count_parameters(reference)
     assert row.macs == count_macs(reference, input_size=SIZE)
-    assert row.size == SIZE and row.threads == 2 and row.kind == "metric_depth"
+    assert row.size == SIZE and row.threads == 1 and row.kind == "metric_depth"
     assert report.ratios() == {}
 
 
 def test_teacher_ratios_are_teacher_over_student() -> None:
     report = benchmark(
-        "student:mobilenetv2_050", teacher="student:resnet18?head=dpm", size=SIZE, warmup=0, iters=2
+        "student:mobilenetv2_050", teacher="student:resnet18?head=dpm", size=SIZE, threads=1, warmup=0, iters=2
     )
     s, t = report.model, report.teacher
     assert t is not None
@@ -65,13 +65,13 @@ def test_teacher_ratios_are_teacher_over_student() -> None:
 
 def test_onnxruntime_backend_from_a_spec_and_from_a_file(tmp_path) -> None:
     from_spec = benchmark(
-        "student:mobilenetv2_050", size=SIZE, backend="onnxruntime", warmup=1, iters=3, exporter="legacy"
+        "student:mobilenetv2_050", size=SIZE, backend="onnxruntime", threads=1, warmup=1, iters=3, exporter="legacy"
     )
     assert from_spec.model.backend == "onnxruntime" and from_spec.model.latency.p50_ms > 0
     assert from_spec.model.params == count_parameters(tiny_student())  # counted on the PyTorch model
 
     exported = export_onnx(tiny_student(), tmp_path / "m.onnx", size=SIZE, exporter="legacy", check=False)
-    from_file = benchmark(str(exported.path), size=SIZE, backend="onnxruntime", warmup=1, iters=3)
+    from_file = benchmark(str(exported.path), size=SIZE, backend="onnxruntime", threads=1, warmup=1, iters=3)
     assert from_file.model.macs is None and from_file.model.params == onnx_parameter_count(exported.path)
     assert from_file.model.label == "m.onnx"
     with pytest.raises(ConfigError, match="onnxruntime"):
@@ -104,6 +104,8 @@ def test_student_spec_options() -> None:
         "mobilenetv2_050", "bins", True, 80.0, 16,
     )
     assert source.kind == "metric_depth" and source.size_multiple == 32
+    narrow = load_model_spec("student:mobilenetv2_050?decoder_channels=32,16,16,8")
+    assert narrow.module.config.decoder_channels == (32, 16, 16, 8)
     with pytest.raises(ConfigError, match="unknown"):
         load_model_spec("student:mobilenetv2_050?colour=blue")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -75,7 +77,24 @@ def test_tiny_depth_anything_runs_seeded_and_exports(tmp_path) -> None:
 
     report = export_onnx(model, tmp_path / "da.onnx", size=(48, 64), check_images=2)
     assert report.kind == "relative_disparity" and "lstsq_disparity" in report.parity.metric_label
+    assert json.loads(json.dumps(report.to_dict()))["parity"]["passed"] is True
     np.testing.assert_allclose(ort_depth(report.path, images[:1].numpy()), depth[:1].numpy(), atol=1e-4)
+
+
+def test_hf_teacher_spec_resolves_to_the_same_network(tmp_path) -> None:
+    """``hf:DIR`` becomes model + processor steps without the adapter's wrapper, computing the same depth."""
+    from depthkd.models.teachers import load_teacher
+
+    reference = build_reference("depth-anything-v2-small", seed=4, **TINY_DEPTH_ANYTHING)
+    reference.model.save_pretrained(tmp_path)
+    reference_processor("depth-anything-v2-small", TINY_DEPTH_ANYTHING["processor_overrides"]).save_pretrained(tmp_path)
+    source = load_model_spec(f"hf:{tmp_path}")
+    assert source.kind == "relative_disparity" and source.module is not None
+    images = torch.rand(1, 3, 40, 60, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        depth = source.module(images)
+    torch.testing.assert_close(depth, load_teacher(f"hf:{tmp_path}")(images).depth)
+    torch.testing.assert_close(depth, reference(images))
 
 
 def test_arch_specs_resolve_and_unknown_names_fail() -> None:

@@ -174,3 +174,28 @@ def test_camera_near_a_sphere_and_inside_a_cylinder():
     # Optical axis: (t - 0.7)^2 + 0.7^2 = 0.9^2 -> t = 0.7 - sqrt(0.32).
     assert ids[CY, CX] == 1 and depth[CY, CX].item() == pytest.approx(0.7 - math.sqrt(0.32), abs=1e-5)
     assert ids[0, CX] == 0 and depth[0, CX].item() == pytest.approx(2.0, abs=1e-5)  # the cylinder wall
+
+
+def test_culling_changes_nothing(monkeypatch):
+    """Rendering with every (image, tile, primitive) pair, i.e. without culling, gives the same maps."""
+    from depthkd.sim import render as render_module
+    from depthkd.sim.domains import sample_scene
+
+    scenes = [sample_scene(domain, 0, 0, (40, 56)) for domain in ("indoor", "outdoor", "ood_clutter")]
+    culled = render_scenes(scenes, (40, 56))
+
+    def every_pair(batch, grid, *args):
+        valid = (batch.prim_kind >= 0)[:, None, :].expand(batch.batch_size, grid.num_tiles, -1)
+        return valid.nonzero()
+
+    def every_occluder(batch, centre, radius, active, light):
+        casters = (batch.prim_shadow & (batch.prim_kind >= 0))[:, None, :] & active[..., None]
+        return casters.nonzero()
+
+    monkeypatch.setattr(render_module, "primary_pairs", every_pair)
+    monkeypatch.setattr(render_module, "shadow_pairs", every_occluder)
+    brute = render_scenes(scenes, (40, 56))
+    assert torch.equal(culled["instances"], brute["instances"])
+    assert torch.equal(culled["classes"], brute["classes"])
+    assert torch.allclose(culled["depth"], brute["depth"], atol=1e-6)
+    assert torch.allclose(culled["image"], brute["image"], atol=1e-5)

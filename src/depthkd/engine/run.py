@@ -266,13 +266,12 @@ def _wait_for_cache(cache_dir: Path, teacher: Any, count: int, timeout_s: float 
 
 
 def validation_dataset(config: RecipeConfig) -> Dataset | None:
-    """The validation set (first ``val_limit`` items), or ``None`` without ``data.val``."""
+    """The whole validation set, or ``None`` without ``data.val`` (periodic checks take ``val_limit``)."""
     if not config.data.val:
         return None
     from depthkd.data import dataset_from_spec
 
-    dataset = dataset_from_spec(config.data.val, engine_data.val_transform(config.data))
-    return engine_data.limit(dataset, config.data.val_limit)
+    return dataset_from_spec(config.data.val, engine_data.val_transform(config.data))
 
 
 class RecipeData:
@@ -473,7 +472,8 @@ def _prepare(config: RecipeConfig) -> _Prepared:
         student.to(memory_format=torch.channels_last)
     stages = method.stages()
     _check_stages(stages, method)
-    module = DistillModule(student, method, teacher, config, stages, RecipeData(train_set, val_set, config))
+    periodic_val = engine_data.limit(val_set, config.data.val_limit) if val_set is not None else None
+    module = DistillModule(student, method, teacher, config, stages, RecipeData(train_set, periodic_val, config))
     budgets = [stage_steps(stage, config, len(train_set)) for stage in stages]  # type: ignore[arg-type]
     return _Prepared(module, ctx, val_set, budgets, device)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from depthkd.export.report import ExportReport, QuantizationResult
 from depthkd.export.runtime import onnx_session, run_depth
 from depthkd.export.sidecar import sidecar_settings, write_sidecar
 from depthkd.export.specs import ModelSource, load_model_spec
+from depthkd.models.outputs import OUTPUT_KINDS
 from depthkd.progress import track
 
 log = logging.getLogger(__name__)
@@ -79,27 +81,52 @@ def _second_size(size: tuple[int, int]) -> tuple[int, int]:
     return size[0] + MIN_DYNAMIC_SIDE, size[1] + 2 * MIN_DYNAMIC_SIDE
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The resolved options of one :func:`export_onnx` call (documented there)."""
+
+    size: tuple[int, int]
+    dynamic: bool
+    fp16: bool
+    preprocessing: str
+    input_format: str
+    opset: int
+    exporter: str
+    int8: str | None
+    calib: str | Path | None
+    calib_count: int
+    per_channel: bool
+    int8_max_abs_rel_change: float | None
+    tolerance: Tolerance | None
+    check_images: int
+    domain: str
+    protocol: str
+    align: str
+    kind: str
+    seed: int
+
+
 class _Export:
     """The state shared by the steps of one :func:`export_onnx` call."""
 
-    def __init__(self, source: ModelSource, path: Path, size: tuple[int, int], options: dict[str, Any]) -> None:
+    def __init__(self, source: ModelSource, path: Path, options: _Options) -> None:
         self.source = source
         self.path = path
-        self.size = size
-        self.o = options
+        self.options = options
         self.module: nn.Module = source.module  # type: ignore[assignment]
         self.device = next((p.device for p in self.module.parameters()), torch.device("cpu"))
         self.parity = ParityResult()
         self.int8: QuantizationResult | None = None
         self.written: list[Path] = []
         self.scenes: dict[str, torch.Tensor] | None = None
-        if options["preprocessing"] == "sidecar":
+        self.settings: dict[str, Any] = {}
+        if options.preprocessing == "sidecar":
             mean, std = student_normalization(self.module)  # type: ignore[arg-type]
             self.graph_module: nn.Module = without_normalization(self.module)  # type: ignore[arg-type]
             self.graph_input = GraphInput("float", mean, std)  # type: ignore[arg-type]
         else:
             self.graph_module = self.module
-            self.graph_input = GraphInput(options["input_format"])
+            self.graph_input = GraphInput(options.input_format)
 
     # --- the reference -----------------------------------------------------------------------
     def reference(self, images: torch.Tensor) -> torch.Tensor:
@@ -111,44 +138,42 @@ class _Export:
         if self.scenes is None:
             from depthkd.sim import render_batch
 
-            self.scenes = render_batch(
-                domain=self.o["domain"], batch_size=self.o["check_images"], size=self.size, seed=self.o["seed"]
-            )
+            o = self.options
+            self.scenes = render_batch(domain=o.domain, batch_size=o.check_images, size=o.size, seed=o.seed)
         return self.scenes
 
     # --- steps -------------------------------------------------------------------------------
     def export(self) -> None:
-        generator = torch.Generator().manual_seed(self.o["seed"])
-        example = self.graph_input.example(2 if self.o["dynamic"] else 1, self.size, generator).to(self.device)
+        o = self.options
+        generator = torch.Generator().manual_seed(o.seed)
+        example = self.graph_input.example(2 if o.dynamic else 1, o.size, generator).to(self.device)
         wrapper = DepthGraph(self.graph_module, self.graph_input.input_format).eval()
         self.written.append(self.path)
         torch_to_onnx(
             wrapper,
             example,
             self.path,
-            dynamic=self.o["dynamic"],
+            dynamic=o.dynamic,
             channels_last=self.graph_input.channels_last,
-            opset=self.o["opset"],
-            exporter=self.o["exporter"],
+            opset=o.opset,
+            exporter=o.exporter,
         )
-        if self.o["fp16"]:
+        if o.fp16:
             convert_to_fp16(self.path)
-        self.settings = sidecar_settings(
-            self.graph_input, self.o["kind"], None if self.o["dynamic"] else self.size, self.source.size_multiple
-        )
+        fixed_size = None if o.dynamic else o.size
+        self.settings = sidecar_settings(self.graph_input, o.kind, fixed_size, self.source.size_multiple)
         self.written.append(write_sidecar(self.path, self.settings))
 
     def check(self) -> None:
+        o = self.options
         check_graph(self.path)
         session = onnx_session(self.path)
-        tolerance: Tolerance = self.o["tolerance"] or DEFAULT_TOLERANCES["fp16" if self.o["fp16"] else "fp32"]
-        generator = torch.Generator().manual_seed(self.o["seed"])
-        batch = 2 if self.o["dynamic"] else 1
-        height, width = self.size
-        random = torch.rand(batch, 3, height, width, generator=generator)
+        tolerance = o.tolerance or DEFAULT_TOLERANCES["fp16" if o.fp16 else "fp32"]
+        generator = torch.Generator().manual_seed(o.seed)
+        random = torch.rand(2 if o.dynamic else 1, 3, *o.size, generator=generator)
         compare_outputs(self.reference, session, self.graph_input, random, tolerance, "random", self.parity)
-        if self.o["dynamic"]:
-            other = _second_size(self.size)
+        if o.dynamic:
+            other = _second_size(o.size)
             images = torch.rand(2, 3, *other, generator=generator)
             name = f"random {other[0]}x{other[1]}, batch 2"
             compare_outputs(self.reference, session, self.graph_input, images, tolerance, name, self.parity)
@@ -156,27 +181,24 @@ class _Export:
         reference, produced = compare_outputs(
             self.reference, session, self.graph_input, scenes["image"], tolerance, "simulated", self.parity
         )
-        compare_metrics(
-            reference, produced, scenes["depth"], self.o["protocol"], self.o["align"], tolerance, self.parity
-        )
+        compare_metrics(reference, produced, scenes["depth"], o.protocol, o.align, tolerance, self.parity)
         self.parity.passed = True
 
     def quantize(self) -> None:
-        mode = self.o["int8"]
+        o = self.options
+        assert o.int8 is not None
         int8_path = int8_path_for(self.path)
         images = None
         calibration = "none (dynamic)"
-        if mode == "static":
-            folder = self.o["calib"]
-            images = calibration_images(
-                self.size, self.o["calib_count"], folder, self.o["domain"], seed=self.o["seed"] + 1
-            )
-            calibration = f"{images.shape[0]} images from {folder}" if folder else f"{images.shape[0]} simulated {self.o['domain']} scenes"
+        if o.int8 == "static":
+            images = calibration_images(o.size, o.calib_count, o.calib, o.domain, seed=o.seed + 1)
+            count = images.shape[0]
+            calibration = f"{count} images from {o.calib}" if o.calib is not None else f"{count} simulated {o.domain} scenes"
         self.written.append(int8_path)
-        quantize_onnx(self.path, int8_path, mode, images, self.graph_input, per_channel=self.o["per_channel"])
+        quantize_onnx(self.path, int8_path, o.int8, images, self.graph_input, per_channel=o.per_channel)
         self.written.append(write_sidecar(int8_path, self.settings))
-        self.int8 = self.int8_accuracy(int8_path, mode, calibration)
-        limit = self.o["int8_max_abs_rel_change"]
+        self.int8 = self.int8_accuracy(int8_path, o.int8, calibration)
+        limit = o.int8_max_abs_rel_change
         if limit is not None and self.int8.abs_rel_change > limit:
             raise ModelError(
                 f"int8 model loses too much accuracy: AbsRel {self.int8.metrics_int8['abs_rel']:.4f} vs "
@@ -190,7 +212,7 @@ class _Export:
         graph_images = self.graph_input.to_graph(scenes["image"])
         float_depth = run_depth(onnx_session(self.path), graph_images)
         int8_depth = run_depth(onnx_session(int8_path), graph_images)
-        protocol, align = self.o["protocol"], self.o["align"]
+        protocol, align = self.options.protocol, self.options.align
         metrics_float, label = score(float_depth, scenes["depth"], protocol, align)
         metrics_int8, _ = score(int8_depth, scenes["depth"], protocol, align)
         change = (metrics_int8["abs_rel"] - metrics_float["abs_rel"]) / max(metrics_float["abs_rel"], 1e-12)
@@ -295,27 +317,30 @@ def export_onnx(
     if source.module is None:
         raise ConfigError(f"{source.spec} is already an ONNX graph; export_onnx needs a PyTorch model")
     resolved_kind = kind or source.kind
-    options = {
-        "dynamic": bool(dynamic),
-        "fp16": bool(fp16),
-        "preprocessing": preprocessing,
-        "input_format": input_format,
-        "opset": int(opset),
-        "exporter": exporter,
-        "int8": mode,
-        "calib": calib,
-        "calib_count": int(calib_count),
-        "per_channel": bool(per_channel),
-        "int8_max_abs_rel_change": int8_max_abs_rel_change,
-        "tolerance": tolerance,
-        "check_images": int(check_images),
-        "domain": domain,
-        "protocol": protocol or sim_protocol(domain),
-        "align": ALIGN_BY_KIND.get(resolved_kind, "none"),
-        "kind": resolved_kind,
-        "seed": int(seed),
-    }
-    job = _Export(source, path, size, options)
+    if resolved_kind not in OUTPUT_KINDS:
+        raise ConfigError(f"kind {resolved_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    options = _Options(
+        size=size,
+        dynamic=bool(dynamic),
+        fp16=bool(fp16),
+        preprocessing=preprocessing,
+        input_format=input_format,
+        opset=int(opset),
+        exporter=exporter,
+        int8=mode,
+        calib=calib,
+        calib_count=int(calib_count),
+        per_channel=bool(per_channel),
+        int8_max_abs_rel_change=int8_max_abs_rel_change,
+        tolerance=tolerance,
+        check_images=int(check_images),
+        domain=domain,
+        protocol=protocol or sim_protocol(domain),
+        align=ALIGN_BY_KIND.get(resolved_kind, "none"),
+        kind=resolved_kind,
+        seed=int(seed),
+    )
+    job = _Export(source, path, options)
     steps: list[tuple[str, Callable[[], None]]] = [("export", job.export)]
     if check:
         steps.append(("parity checks", job.check))
@@ -329,7 +354,8 @@ def export_onnx(
             step()
     except ModelError as err:
         job.remove_outputs()
-        raise ModelError(f"{err} [removed {path.name} and its sidecar; check=False keeps unchecked files]") from err
+        written = ", ".join(p.name for p in job.written) or "nothing"
+        raise ModelError(f"{err} [removed what it wrote: {written}; check=False keeps unchecked files]") from err
     finally:
         job.module.train(was_training)
 

@@ -1,21 +1,22 @@
 """int8 models with onnxruntime quantisation: static (calibrated, QDQ) or dynamic (weights only).
 
-What runs fast on a CPU with onnxruntime (measured on an x86 CPU with VNNI, MobileNetV2 student at
-480x640, 2 threads) decides the defaults:
+What runs fast on a CPU with onnxruntime decides the defaults (measured with onnxruntime 1.31 on an
+x86 CPU with VNNI, MobileNetV2 student at 480x640, 2 threads, float32 and int8 runs interleaved):
 
 - **static, QDQ, uint8 activations / int8 weights** (our default): every convolution becomes a
-  fused ``QLinearConv``; clearly faster than float32.
-- static with *int8* activations: onnxruntime's x86 kernels leave many convolutions in float32 behind
-  ``Transpose``/``QuantizeLinear`` pairs, several times slower than uint8 activations.
+  fused ``QLinearConv``; 1.6-2x faster than float32.
+- static with *int8* activations: onnxruntime's x86 kernels leave a third of the convolutions in
+  float32 behind ``Transpose``/``QuantizeLinear``/``DequantizeLinear`` chains: about half the speed of
+  uint8 activations, no faster than float32.
 - **dynamic** (weights-only int8, activations quantised on the fly): convolutions become
-  ``ConvInteger``, which has no fast CPU kernel: ~5x *slower* than float32 for a CNN. It is offered
+  ``ConvInteger``, which has no fast CPU kernel: ~6x *slower* than float32 for a CNN. It is offered
   for transformer-style models whose cost is in ``MatMul``; a warning says so for convolutional ones.
-- per-channel weight scales (our default) cost little speed and keep depthwise convolutions, whose
-  filters differ widely in scale, accurate.
+- per-channel weight scales (our default) cost a few percent of speed and keep depthwise
+  convolutions, whose filters differ widely in scale, accurate.
 
 The output head (the last convolution and everything after it: sigmoid or softmax over bins, bin
-centres, the final upsampling) stays float32 by default: depth quantised to 256 levels over
-``[min, max]`` would cost up to ~2% AbsRel on its own, and the head is a tiny share of the cost.
+centres, the final upsampling) stays float32 by default: depth quantised to 256 levels over 0-10 m
+moves in ~4 cm steps, up to 2% of a 1 m depth on its own, and the head is a tiny share of the cost.
 
 Static quantisation calibrates activation ranges on images: a folder of the user's images
 (:class:`~depthkd.data.ImageFolder`, resized to the export size) or, when none is given, simulated

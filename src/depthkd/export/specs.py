@@ -31,6 +31,7 @@ TEACHER_PREFIXES = ("hf", "onnx", "torch", "preds")
 _BOOL_OPTIONS = {"lgconv", "lgconv_depthwise"}
 _FLOAT_OPTIONS = {"max_depth", "min_depth"}
 _INT_OPTIONS = {"num_bins", "lgconv_pool", "lgconv_hidden", "output_stride", "bins_mlp_hidden"}
+_INT_LIST_OPTIONS = {"decoder_channels", "out_indices"}  # comma-separated, e.g. decoder_channels=64,32,16
 
 
 @dataclass
@@ -76,6 +77,8 @@ def _parse_student_spec(text: str) -> dict[str, Any]:
                 options[key] = float(value)
             elif key in _INT_OPTIONS:
                 options[key] = int(value)
+            elif key in _INT_LIST_OPTIONS:
+                options[key] = tuple(int(v) for v in value.split(","))
             else:
                 options[key] = value
         except ValueError:

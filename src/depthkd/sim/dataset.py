@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from depthkd.errors import ConfigError
 from depthkd.sim.domains import get_domain
-from depthkd.sim.render import _check_size, render_batch
+from depthkd.sim.render import check_size, render_batch
 
 Item = dict[str, Any]
 
@@ -46,7 +46,7 @@ class _SimSource:
         if int(batch_render) < 1:
             raise ConfigError(f"batch_render must be >= 1, got {batch_render}")
         self.domain = domain
-        self.size = _check_size(size)
+        self.size = check_size(size)
         self.seed = int(seed)
         self.transform = transform
         self.batch_render = int(batch_render)

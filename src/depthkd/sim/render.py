@@ -153,14 +153,15 @@ def render_batch(
     from depthkd.sim.domains import get_domain, sample_scene
 
     get_domain(domain)
-    height, width = _check_size(size)
+    height, width = check_size(size)
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     scenes = [sample_scene(domain, seed, start + i, (height, width)) for i in range(int(batch_size))]
     return render_scenes(scenes, (height, width), device, tile=tile, shadows=shadows)
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` as positive ints; :class:`ConfigError` naming the value otherwise."""
     try:
         height, width = (int(s) for s in size)
     except (TypeError, ValueError) as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from depthkd.errors import DataError
 from depthkd.sim.camera import TileGrid, tile_cones
 from depthkd.sim.primitives import INTERSECT, Vec, local_bounds
 from depthkd.sim.scene import SceneBatch
@@ -34,8 +35,10 @@ ID_BITS = 24
 ID_MASK = (1 << ID_BITS) - 1
 CHUNK_RAYS = 1 << 18  # rays per intersection call: keeps temporaries in cache
 NEAR = 1e-3  # camera-space depth below which a corner counts as behind the camera
-SUN_DISTANCE = 1e4  # the sun is a point light this far away along its direction
 _MARGIN = 1e-3
+# Slack (metres) of the shadow culling tests; covers the float32 error of the expanded dot-product
+# form of the point-segment distance at street scale (coordinates ~100 m).
+_SHADOW_MARGIN = 0.05
 
 
 @dataclass
@@ -186,7 +189,7 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
                 + (centre * centre).sum(-1, keepdim=True))
     s = (rel_dot_seg / seg_len2[..., None]).clamp(0.0, 1.0)
     gap2 = (rel_len2 - 2 * s * rel_dot_seg + s * s * seg_len2[..., None]).clamp_min(0.0)
-    reach = batch.prim_bound[:, None, :] + radius[..., None] + 0.05
+    reach = batch.prim_bound[:, None, :] + radius[..., None] + _SHADOW_MARGIN
     near = gap2 <= reach * reach
     near &= (batch.prim_shadow & (batch.prim_kind >= 0))[:, None, :]
     near &= active[..., None]
@@ -200,13 +203,13 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     start = torch.einsum("nj,njk->nk", centre[image, tile] - batch.prim_centre.reshape(-1, 3)[gids], rotation)
     seg_local = torch.einsum("nj,njk->nk", segment[image, tile], rotation)
     half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
-    half = half + radius[image, tile][:, None] + 0.05
+    half = half + radius[image, tile][:, None] + _SHADOW_MARGIN
     keep = _segment_hits_box(start.unbind(1), seg_local.unbind(1), half.unbind(1))
     return pairs[keep]
 
 
 def tile_hit_bounds(batch: SceneBatch, grid: TileGrid, depth: torch.Tensor, active: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bounding sphere ``(B, T, 3)``, ``(B, T)`` of each tile's active hit points, and which tiles
     have any: the part of the tile's frustum between the nearest and farthest active depth."""
     inf = torch.tensor(float("inf"), device=depth.device)
@@ -266,7 +269,8 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: 
     """Nearest hit of every camera ray: ``t`` ``(B*T, S)`` (z-depth, inf on a miss) and global
     primitive id + 1 (0 = nothing hit)."""
     if batch.batch_size * batch.num_primitives >= ID_MASK:
-        raise ValueError(f"too many primitives in one batch ({batch.batch_size} x {batch.num_primitives})")
+        raise DataError(f"too many primitives in one batch ({batch.batch_size} images x {batch.num_primitives}); "
+                        f"at most {ID_MASK - 1} per batch: render fewer images at once")
     rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
     miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
     keys = torch.full((rows, per_row), miss, dtype=torch.int64, device=batch.device)
@@ -294,6 +298,7 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
     """
     rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
     blocked = torch.zeros((rows, per_row), dtype=torch.float32, device=depth.device)
+    own = ids.int()  # half the bytes of int64 for the per-ray gather below
     for kind, _, image, tile, gids in _kind_chunks(batch, pairs, grid):
         frames = pair_frames(batch, grid, image, tile, gids)
         row = image * grid.num_tiles + tile
@@ -303,6 +308,6 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
         light_local = to_local_points(batch, image, gids, light[image])
         towards = tuple(l - s for l, s in zip(light_local, start))
         t = INTERSECT[kind](start, towards, frames.params, t_min)
-        hit = (t < 1.0) & (ids.index_select(0, row) != (gids + 1)[:, None])
+        hit = (t < 1.0) & (own.index_select(0, row) != (gids + 1).int()[:, None])
         blocked.scatter_add_(0, row[:, None].expand_as(t), hit.float())
     return blocked > 0

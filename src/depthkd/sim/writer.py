@@ -29,7 +29,7 @@ from depthkd.errors import ConfigError
 from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
 from depthkd.progress import track
 from depthkd.sim.domains import DOMAINS, get_domain
-from depthkd.sim.render import _check_size, render_batch
+from depthkd.sim.render import check_size, render_batch
 from depthkd.sim.scene import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def write_dataset(
     at the chosen scale is written as 0 (invalid) and counted in a warning.
     """
     info = get_domain(domain)
-    height, width = _check_size(size)
+    height, width = check_size(size)
     if int(num) < 1:
         raise ConfigError(f"num must be >= 1, got {num}")
     scale = float(depth_scale or default_depth_scale(domain))
@@ -133,12 +133,12 @@ def write_preview(
     device: torch.device | str = "cpu",
 ) -> Path:
     """Contact sheet PNG: per domain, ``n`` rows of RGB | depth (turbo, near = red) | instances."""
-    height, width = _check_size(size)
+    height, width = check_size(size)
     label_h, gap = 18, 4
     rows: list[np.ndarray] = []
     labels: list[tuple[int, str]] = []
     y = 0
-    for domain in domains:
+    for domain in track(list(domains), "preview"):
         batch = render_batch(domain, n, (height, width), seed, device)
         for i in range(n):
             depth = batch["depth"][i, 0]

@@ -7,6 +7,9 @@
 | ``ood_shapes`` | floating primitives, bold palettes | 0.1-18 | ``none`` |
 | ``ood_clutter`` | heaps of small objects from above | 0.05-10 | ``none`` |
 
+How the OOD domains differ from rooms and streets (layout, palettes, lighting, camera) is
+described in :mod:`depthkd.sim.domains.ood`.
+
 Each sampler is a function ``(numpy Generator, (H, W)) -> SceneBuilder``. Scene ``index`` of a
 ``seed`` is drawn from its own generator, ``PCG64(SeedSequence([seed, index, domain tag]))``, so it
 does not depend on which batch, chunk or device renders it (the layout is identical on CPU and GPU).
