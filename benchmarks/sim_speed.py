@@ -11,8 +11,9 @@ Measures, on ``--threads`` CPU threads (default 2):
   ratio of simulator images/s to training images/s (target >= 3: the simulator must not be the
   bottleneck of training on simulated data).
 
-Wall-clock numbers depend on what else runs on the machine; the script also prints the process CPU
-time per image, which contention inflates much less.
+Wall-clock numbers depend on what else runs on the machine. With two OpenMP threads on two busy
+cores, threads spin at every op's barrier while the other is descheduled, which inflates both wall
+and CPU time several-fold; ``--threads 1`` then gives the cleaner per-core cost (CPU ms/img).
 
     python benchmarks/sim_speed.py [--threads 2] [--repeats 5] [--device cpu]
 """

@@ -143,3 +143,16 @@ def test_ssi_gradient_loss_is_invariant_to_scale_and_shift() -> None:
     assert ssi_gradient_loss(target * 0.5 + 2.0, target).item() == pytest.approx(0.0, abs=1e-5)
     noisy = target + 0.2 * torch.rand(2, 1, 16, 16, generator=generator)
     assert ssi_gradient_loss(noisy, target).item() > ssi_loss(noisy, target).item() > 0
+
+
+def test_ssim_of_constant_maps_is_exact_in_float32() -> None:
+    """Constant maps: variances vanish, SSIM is the luminance term alone (hand-computed)."""
+    from depthkd.losses import SSIM_C1, ssim_loss
+
+    pred = torch.full((1, 1, 24, 24), 1.94)
+    target = torch.full((1, 1, 24, 24), 1.0)
+    expected = 1.0 - (2 * 1.94 * 1.0 + SSIM_C1) / (1.94**2 + 1.0 + SSIM_C1)
+    assert ssim_loss(pred, target).item() == pytest.approx(expected, abs=2e-6)
+    far = torch.full((1, 1, 24, 24), 61.94), torch.full((1, 1, 24, 24), 60.0)
+    expected_far = 1.0 - (2 * 61.94 * 60.0 + SSIM_C1) / (61.94**2 + 60.0**2 + SSIM_C1)
+    assert ssim_loss(*far).item() == pytest.approx(expected_far, abs=2e-6)

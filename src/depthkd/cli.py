@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -50,8 +51,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"preview: {path}")
         return 0
     list_file = write_dataset(args.out, args.domain, args.num, args.size, seed=args.seed, preview=args.preview)
+    scale = json.loads((Path(args.out) / "meta.json").read_text()).get("depth_scale", 1000.0)
     print(f"wrote {args.num} {args.domain} images; list file: {list_file}")
-    print(f"read it with --data 'nyu-list:{list_file}?root={args.out}'")
+    print(f"read it with --data 'nyu-list:{list_file}?root={args.out}&depth_scale={scale:g}'")
     return 0
 
 
@@ -138,13 +140,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from depthkd.inspect_model import inspect_model
+    from depthkd.inspect_model import format_inspection, inspect_model
 
     rows = inspect_model(args.model, size=args.size, device=args.device)
-    for row in rows:
-        if args.filter and args.filter not in row.name:
-            continue
-        print(f"{row.name:<60} {row.type:<28} {tuple(row.shape) if row.shape else ''}")
+    print(format_inspection([row for row in rows if args.filter in row.name]))
     return 0
 
 

@@ -202,13 +202,13 @@ def _metric_teacher_depth(
     There is no ground truth here, so the student's own depth is the only metric reference: the
     aligned teacher shows the teacher's *shape* of the scene at the student's scale.
     """
-    from depthkd.models.teachers import align_to_ground_truth
+    from depthkd.models.teachers import align_to_ground_truth, alignment_for_kind
 
     out = teacher(images, names=[name])
     spec = getattr(teacher, "spec", type(teacher).__name__)
     if out.kind == "metric_depth":
         return out.depth.detach(), f"teacher {spec}"
-    method = "lstsq_disparity" if out.kind == "relative_disparity" else "lstsq"
+    method = alignment_for_kind(out.kind)
     aligned = align_to_ground_truth(out, student_depth.to(out.depth.device), method=method, max_depth=d_max)
     return aligned.depth.detach(), f"teacher {spec} ({out.kind.replace('_', ' ')}, aligned to the student by {method})"
 

@@ -390,3 +390,25 @@ def test_skipped_batches_do_not_move_the_weights(tiny_data: Path, tmp_path: Path
     exported = load_file(str(result.student_path))
     for name, parameter in initial.named_parameters():  # buffers (BN statistics) do move in train mode
         assert torch.equal(exported[name], parameter.detach()), name
+
+
+def test_uncached_prediction_teacher_refuses_augmentation(tmp_path) -> None:
+    """Saved whole-image predictions cannot follow random crops: the recipe must say how to fix it."""
+    from depthkd.config import load_recipe
+    from depthkd.engine.run import build_recipe_method, training_dataset
+    from depthkd.errors import ConfigError
+
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    config = load_recipe(
+        None,
+        [
+            "method.name=response",
+            f"teacher.spec=preds:{preds}",
+            "data.train=sim:indoor?num=4&size=32x48",
+            "data.crop=[32,32]",
+            "cache.enabled=false",
+        ],
+    )
+    with pytest.raises(ConfigError, match="cache.enabled=true"):
+        training_dataset(config, build_recipe_method(config), teacher=object(), device="cpu")

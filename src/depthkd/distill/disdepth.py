@@ -391,9 +391,9 @@ class DisDepth(Method):
         if teacher_out.kind == "metric_depth":
             metric = teacher_out.depth
         else:
-            from depthkd.models.teachers import align_to_ground_truth
+            from depthkd.models.teachers import align_to_ground_truth, alignment_for_kind
 
-            method = "lstsq_disparity" if teacher_out.kind == "relative_disparity" else "lstsq"
+            method = alignment_for_kind(teacher_out.kind)
             metric = align_to_ground_truth(teacher_out, gt, method=method).depth
         return torch.where(valid, gt, metric.detach().to(gt.dtype))
 
@@ -512,8 +512,9 @@ class DisDepth(Method):
 
         teacher = self._teacher_module()
         if teacher_align == "auto":
-            by_kind = {"relative_disparity": "lstsq_disparity", "relative_depth": "lstsq"}
-            teacher_align = by_kind.get(teacher.kind, align)
+            from depthkd.models.teachers import alignment_for_kind
+
+            teacher_align = alignment_for_kind(teacher.kind, align)
         scores = {
             "teacher": MetricAccumulator(protocol, teacher_align),
             "acclimated_teacher": MetricAccumulator(protocol, align),

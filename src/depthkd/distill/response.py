@@ -94,11 +94,11 @@ class ResponseKD(Method):
             raise ConfigError(
                 f"response: a {teacher.kind} teacher has no metres; relative_mode=align needs ground truth"
             )
-        from depthkd.models.teachers import align_to_ground_truth
+        from depthkd.models.teachers import align_to_ground_truth, alignment_for_kind
 
         method = self.config.align_method
         if method == "auto":
-            method = "lstsq_disparity" if teacher.kind == "relative_disparity" else "lstsq"
+            method = alignment_for_kind(teacher.kind)
         return align_to_ground_truth(teacher, gt, method=method).depth.detach()
 
     def _loss_name(self, relative: bool) -> str:

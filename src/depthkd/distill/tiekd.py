@@ -300,11 +300,11 @@ class TIEKD(Method):
         gt = batch.get("depth")
         if gt is None:
             raise self._relative_error(teacher.kind)
-        from depthkd.models.teachers import align_to_ground_truth
+        from depthkd.models.teachers import align_to_ground_truth, alignment_for_kind
 
         method = self.config.align_method
         if method == "auto":
-            method = "lstsq_disparity" if teacher.kind == "relative_disparity" else "lstsq"
+            method = alignment_for_kind(teacher.kind)
         gt = gt.to(depth.device)
         aligned = align_to_ground_truth(teacher, gt, method=method, max_depth=d_max).depth.detach()
         usable = (gt > 0).flatten(1).any(dim=1).view(-1, 1, 1, 1)

@@ -54,7 +54,9 @@ def teacher_alignment(kind: str, requested: str, student_align: str) -> str:
     """The alignment used to score a teacher of ``kind`` (``auto``: by kind, metric like the student)."""
     if requested != "auto":
         return requested
-    return {"relative_disparity": "lstsq_disparity", "relative_depth": "lstsq"}.get(kind, student_align)
+    from depthkd.models.teachers import alignment_for_kind
+
+    return alignment_for_kind(kind, student_align)
 
 
 class DistillModule(L.LightningModule):

@@ -58,6 +58,7 @@ _TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float1
 
 # Lightning advice that does not apply to this engine's design.
 _QUIET = (
+    r".*module\(s\) in eval mode at the start of training.*",  # frozen parts (ghost decoder, FAM) on purpose
     r".*does not have many workers.*",
     r".*sync_dist=True.*",
     r".*ended before the epoch ended.*",
@@ -210,6 +211,13 @@ def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device:
     from depthkd.data import dataset_from_spec
 
     transform = engine_data.train_transform(config.data)
+    if teacher is not None and not config.cache.enabled and config.teacher.spec.startswith("preds:"):
+        if config.data.crop is not None or config.data.augment:
+            raise ConfigError(
+                f"teacher {config.teacher.spec} holds whole-image predictions, which do not follow random "
+                "crops, flips or rotations: set cache.enabled=true (the cache applies the same geometric "
+                "augmentation to image and teacher map), or data.augment=false and data.crop=null"
+            )
     if not (config.cache.enabled and teacher is not None):
         if config.cache.enabled:
             logger.info("cache.enabled is set but method %r uses no teacher: no cache", method.name)

@@ -7,12 +7,19 @@
 """
 
 from depthkd.models.teachers.base import Teacher
-from depthkd.models.teachers.conversions import align_to_ground_truth, invert, to_depth, to_disparity
+from depthkd.models.teachers.conversions import (
+    align_to_ground_truth,
+    alignment_for_kind,
+    invert,
+    to_depth,
+    to_disparity,
+)
 from depthkd.models.teachers.registry import builtin_teacher_names, load_teacher, register_builtin_teacher
 
 __all__ = [
     "Teacher",
     "align_to_ground_truth",
+    "alignment_for_kind",
     "builtin_teacher_names",
     "invert",
     "load_teacher",

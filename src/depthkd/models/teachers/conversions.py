@@ -44,6 +44,15 @@ def to_disparity(output: TeacherOutput, eps: float = DEFAULT_EPS) -> TeacherOutp
     return replace(output, depth=invert(output.depth, eps), kind="relative_disparity")
 
 
+def alignment_for_kind(kind: str, metric: str = "none") -> str:
+    """The alignment that turns an output of ``kind`` into metres.
+
+    A scale-and-shift fit in disparity for ``relative_disparity``, in depth for ``relative_depth``;
+    ``metric`` (default ``none``) for ``metric_depth``, which needs none.
+    """
+    return {"relative_disparity": "lstsq_disparity", "relative_depth": "lstsq"}.get(kind, metric)
+
+
 def align_to_ground_truth(
     output: TeacherOutput,
     gt: torch.Tensor,
