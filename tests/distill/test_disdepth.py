@@ -133,7 +133,7 @@ def test_fam_maps_any_teacher_grid_to_the_student_map(resize_first: bool) -> Non
     assert out.shape == (2, 16, 8, 12)
 
 
-def test_fam_outputs_match_student_feature_shapes_for_a_vit_teacher(hf_model_dir) -> None:  # noqa: ANN001
+def test_fam_outputs_match_student_feature_shapes_for_a_vit_teacher(hf_model_dir) -> None:  # noqa: ANN001, F811
     """Tiny Depth Anything (Dinov2 ViT, patch 14) saved with save_pretrained and loaded through ``hf:``."""
     teacher = load_teacher(f"hf:{hf_model_dir('depth_anything')}")
     student = tiny_student(head="bins", num_bins=16, bins_mlp_hidden=16, lgconv=True)

@@ -178,21 +178,3 @@ class NYUv2List(PairListDataset):
     """
 
     depth_range = NYU_DEPTH_RANGE
-
-    def __init__(
-        self,
-        list_file: PathLike,
-        data_root: PathLike,
-        gt_root: PathLike | None = None,
-        transform: Transform | None = None,
-        depth_scale: float = 1000.0,
-        allow_missing: bool = False,
-    ) -> None:
-        super().__init__(
-            list_file,
-            data_root,
-            gt_root=gt_root,
-            transform=transform,
-            depth_scale=depth_scale,
-            allow_missing=allow_missing,
-        )

@@ -69,7 +69,7 @@ class Room:
 
 
 def table_item(room: Room, with_chairs: bool = True, coffee: bool = False) -> Item:
-    rng, b = room.rng, room.b
+    rng = room.rng
     width = rng.uniform(0.8, 1.8) if not coffee else rng.uniform(0.7, 1.2)
     depth = rng.uniform(0.6, 1.0) if not coffee else rng.uniform(0.45, 0.7)
     height = rng.uniform(0.71, 0.77) if not coffee else rng.uniform(0.38, 0.46)
@@ -199,7 +199,7 @@ def cabinet_item(room: Room, tall: bool = False) -> Item:
     cls = "cabinet"
 
     def build(b: SceneBuilder, at: Placement) -> None:
-        material = room.furniture_material()
+        room.furniture_material()  # draws from the scene RNG: keeps every later draw (and scene) unchanged
         instance = b.new_instance()
         base_colour = jitter(rng, pick(rng, WOODS + PAINTS))
         drawers = rng.random() < 0.5 and not tall
