@@ -94,6 +94,23 @@ def test_response_distillation_reports_teacher_and_keeps_it_out_of_checkpoints(
     assert set(exported) == {key.removeprefix("student.") for key in checkpoint["state_dict"]}
 
 
+def test_teacher_is_scored_even_when_the_run_never_validated(
+    tiny_data: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    """A run shorter than val_every_n_steps still reports the teacher beside the student."""
+    overrides = tiny_overrides(
+        tiny_data,
+        tmp_path / "run",
+        "method.name=response",
+        f"teacher.spec=torch:{teacher_file}",
+        "trainer.max_steps=2",
+        "trainer.val_every_n_steps=100",
+    )
+    result = distill(load_recipe(None, overrides))
+    assert set(result.teacher_metrics) == set(METRIC_KEYS)
+    assert result.teacher_metrics != result.metrics  # scored the teacher, not the student again
+
+
 # --- methods written for these tests -----------------------------------------------------------
 
 

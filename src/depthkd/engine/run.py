@@ -25,7 +25,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,22 +419,51 @@ def _check_stages(stages: list[Stage], method: Method) -> None:
         raise ConfigError(f"method {method.name!r} declares repeated stage names: {', '.join(names)}")
 
 
+def score_on_validation(
+    predict: Callable[[dict[str, Any]], torch.Tensor],
+    val_set: Dataset,
+    config: RecipeConfig,
+    align: str,
+    description: str,
+) -> tuple[dict[str, float], str]:
+    """Metrics of ``predict(batch) -> depth`` over the whole validation set (this process, no Lightning)."""
+    accumulator = MetricAccumulator(config.eval.protocol, align)
+    loader = engine_data.val_loader(val_set, config.data, 0, 1)
+    with torch.no_grad():
+        for batch in track(loader, description):
+            if "depth" not in batch:
+                raise DataError("validation data has no ground-truth depth; set data.val to a dataset with depth")
+            accumulator.update(predict(batch).float().cpu(), batch["depth"].float(), batch.get("name"))
+    return accumulator.compute(), accumulator.label()
+
+
 def final_metrics(
     student: torch.nn.Module, val_set: Dataset | None, config: RecipeConfig, device: torch.device
 ) -> tuple[dict[str, float] | None, str | None]:
-    """Score the exported weights on the whole validation set (this process, no Lightning)."""
+    """Score the exported weights on the whole validation set."""
     if val_set is None:
         return None, None
-    accumulator = MetricAccumulator(config.eval.protocol, config.eval.align)
     student = student.to(device).eval()
-    loader = engine_data.val_loader(val_set, config.data, 0, 1)
-    with torch.no_grad():
-        for batch in track(loader, "scoring the exported student"):
-            if "depth" not in batch:
-                raise DataError("validation data has no ground-truth depth; set data.val to a dataset with depth")
-            pred = student(batch["image"].to(device)).depth
-            accumulator.update(pred.float().cpu(), batch["depth"].float(), batch.get("name"))
-    return accumulator.compute(), accumulator.label()
+    return score_on_validation(
+        lambda batch: student(batch["image"].to(device)).depth, val_set, config, config.eval.align,
+        "scoring the exported student",
+    )
+
+
+def teacher_final_metrics(
+    teacher: Any, val_set: Dataset | None, config: RecipeConfig, device: torch.device
+) -> dict[str, float] | None:
+    """The teacher's score on the same validation data (for runs too short to have validated)."""
+    if teacher is None or val_set is None:
+        return None
+    from depthkd.engine.module import teacher_alignment
+
+    align = teacher_alignment(teacher.kind, config.eval.teacher_align, config.eval.align)
+    metrics, _ = score_on_validation(
+        lambda batch: teacher(batch["image"].to(device), names=batch.get("name")).depth, val_set, config, align,
+        "scoring the teacher",
+    )
+    return metrics
 
 
 def _export_weights(module: DistillModule, config: RecipeConfig, best: Path | None) -> None:
@@ -525,6 +554,8 @@ def _finish(config: RecipeConfig, prepared: _Prepared, run_dir: Path, result: Ru
     student = module.student.to("cpu").to(memory_format=torch.contiguous_format)
     result.student_path = save_student(student, run_dir / STUDENT_FILE)
     result.metrics, result.protocol = final_metrics(module.student, prepared.val_set, config, prepared.device)
+    if result.teacher_metrics is None:
+        result.teacher_metrics = teacher_final_metrics(module.teacher, prepared.val_set, config, prepared.device)
     summary = {**result.to_dict(), "method": module.method.name, "config": to_dict(config)}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("student exported to %s", result.student_path)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -434,6 +434,17 @@ class SceneBatch:
     @property
     def device(self) -> torch.device:
         return self.prim_kind.device
+
+    def images(self, start: int, stop: int) -> SceneBatch:
+        """Images ``start .. stop - 1`` as a batch of their own (views, no copies).
+
+        The material table stays whole, since ``prim_face_material`` indexes into it.
+        """
+        parts = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            parts[item.name] = value if item.name == "materials" else value[start:stop]
+        return SceneBatch(**parts)
 
 
 def stack_scenes(scenes: Sequence[Scene], device: torch.device | str = "cpu") -> SceneBatch:
