@@ -206,7 +206,12 @@ def load_hf_teacher(
         content_hash: key ``teacher_id`` on file contents instead of size and modification time.
     """
     from transformers import AutoConfig, AutoModelForDepthEstimation
+    from transformers.utils import logging as hf_logging
 
+    from depthkd.progress import progress_enabled
+
+    if not progress_enabled():
+        hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bars follow DEPTHKD_PROGRESS
     folder = require_path(path, spec, directory=True)
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
