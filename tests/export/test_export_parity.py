@@ -51,6 +51,7 @@ def test_every_head_exports_with_parity(tmp_path, images, head) -> None:
         "std": [1.0, 1.0, 1.0],
         "size": list(SIZE),
         "size_multiple": 32,
+        "input_format": "float",
     }
 
 
@@ -124,6 +125,10 @@ def test_uint8_channels_last_input(tmp_path, images) -> None:
     pixels = torch.round(images * 255).to(torch.uint8)
     out = ort_depth(report.path, pixels.permute(0, 2, 3, 1).numpy())
     np.testing.assert_allclose(out, torch_depth(model, pixels.float() / 255), atol=1e-4)
+    # The sidecar says the graph takes bytes, so it loads back as a teacher fed with [0,1] images.
+    assert read_json(report.sidecar)["input_format"] == "uint8"
+    teacher = load_teacher(f"onnx:{report.path}")
+    np.testing.assert_allclose(teacher(images).depth.numpy(), out, atol=1e-4)
 
 
 def test_a_graph_that_differs_from_pytorch_fails_loudly(tmp_path, monkeypatch) -> None:

@@ -5,7 +5,7 @@ so an exported student loads back as a teacher with ``load_teacher("onnx:model.o
 
     {"input": "image", "output": "depth", "kind": "metric_depth",
      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-     "size": [480, 640] | null, "size_multiple": 32}
+     "size": [480, 640] | null, "size_multiple": 32, "input_format": "float" | "uint8"}
 
 ``mean``/``std`` are what the caller applies to ``[0,1]`` RGB before the graph (zeros and ones when
 the graph normalises itself); ``size`` is the fixed input size, ``null`` for dynamic graphs, which
@@ -45,6 +45,7 @@ def sidecar_settings(
         "std": list(graph_input.std) if graph_input.std is not None else [1.0, 1.0, 1.0],
         "size": [int(size[0]), int(size[1])] if size is not None else None,
         "size_multiple": int(size_multiple),
+        "input_format": graph_input.input_format,
     }
     unknown = sorted(set(settings) - set(SIDECAR_KEYS))
     if unknown:  # the adapter rejects unknown keys: never write a file it cannot read

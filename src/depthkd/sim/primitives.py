@@ -33,18 +33,19 @@ def intersect_plane(o: Vec, d: Vec, params: Sequence[torch.Tensor], t_min: float
 
 def intersect_box(o: Vec, d: Vec, params: Sequence[torch.Tensor], t_min: float, inside: bool = False) -> torch.Tensor:
     """Slab test against ``|x| <= hx, |y| <= hy, |z| <= hz`` (``params[0:3]`` are the half extents)."""
+    # One reciprocal and two products per axis: cheaper than two divisions.
     if inside:  # the exit: per axis the wall the ray heads for (no miss possible from inside)
         t_far = None
         for axis in range(3):
-            half, origin, direction = params[axis], o[axis], d[axis]
-            exit_axis = torch.maximum((-half - origin) / direction, (half - origin) / direction)
+            half, origin, inverse = params[axis], o[axis], d[axis].reciprocal()
+            exit_axis = torch.maximum((-half - origin) * inverse, (half - origin) * inverse)
             t_far = exit_axis if t_far is None else torch.minimum(t_far, exit_axis)
         return t_far
     t_near = t_far = None
     for axis in range(3):
-        half, origin, direction = params[axis], o[axis], d[axis]
-        t_a = (-half - origin) / direction
-        t_b = (half - origin) / direction
+        half, origin, inverse = params[axis], o[axis], d[axis].reciprocal()
+        t_a = (-half - origin) * inverse
+        t_b = (half - origin) * inverse
         low, high = torch.minimum(t_a, t_b), torch.maximum(t_a, t_b)
         t_near = low if t_near is None else torch.maximum(t_near, low)
         t_far = high if t_far is None else torch.minimum(t_far, high)

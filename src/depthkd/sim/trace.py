@@ -289,6 +289,14 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: 
     return t, keys & ID_MASK
 
 
+def _only_own_points(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """Pairs whose tile sees nothing but the pair's own primitive: a convex primitive never shadows
+    its own points, so these pairs can skip their shadow rays."""
+    row = pairs[:, 0] * grid.num_tiles + pairs[:, 1]
+    gid = (pairs[:, 0] * batch.num_primitives + pairs[:, 2] + 1).int()
+    return (own.amin(1).index_select(0, row) == gid) & (own.amax(1).index_select(0, row) == gid)
+
+
 def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor,
              light: torch.Tensor, t_min: float = 1e-6) -> torch.Tensor:
     """Whether the segment from each camera ray's hit point to ``light`` (B, 3) is blocked: ``(B*T, S)``.
@@ -299,6 +307,7 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
     rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
     blocked = torch.zeros((rows, per_row), dtype=torch.float32, device=depth.device)
     own = ids.int()  # half the bytes of int64 for the per-ray gather below
+    pairs = pairs[~_only_own_points(batch, grid, pairs, own)]
     for kind, _, image, tile, gids in _kind_chunks(batch, pairs, grid):
         frames = pair_frames(batch, grid, image, tile, gids)
         row = image * grid.num_tiles + tile

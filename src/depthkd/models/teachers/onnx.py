@@ -48,7 +48,10 @@ SIDECAR_KEYS = (
     "features",
     "interpolation",
     "antialias",
+    "input_format",
 )
+#: ``float``: (B,3,H,W) float RGB (normalised by mean/std); ``uint8``: (B,H,W,3) bytes, as cameras give them.
+INPUT_FORMATS = ("float", "uint8")
 
 
 def read_sidecar(model_path: Path) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class OnnxTeacher(Teacher):
         teacher_id: str,
         spec: str,
         device: str | torch.device = "cpu",
+        input_format: str = "float",
     ) -> None:
         super().__init__(
             kind=kind,
@@ -110,6 +114,7 @@ class OnnxTeacher(Teacher):
         self.output_name = output_name
         self.feature_names = list(feature_names)
         self.preprocessing = preprocessing
+        self.input_format = input_format
         graph_input = next(i for i in session.get_inputs() if i.name == input_name)
         self.input_numpy_dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
         self.single_image = graph_input.shape[0] == 1
@@ -129,7 +134,12 @@ class OnnxTeacher(Teacher):
     ) -> TeacherOutput:
         if return_features and not self.feature_names:
             raise self.no_features_error()
-        batch = self.preprocess(images).cpu().numpy().astype(self.input_numpy_dtype)
+        prepared = self.preprocess(images).cpu()
+        if self.input_format == "uint8":
+            pixels = torch.round(prepared.clamp(0, 1) * 255).to(torch.uint8)
+            batch = pixels.permute(0, 2, 3, 1).contiguous().numpy()
+        else:
+            batch = prepared.numpy().astype(self.input_numpy_dtype)
         wanted = [self.output_name] + (self.feature_names if return_features else [])
         try:
             results = self._run(batch, wanted)
@@ -185,10 +195,14 @@ def load_onnx_teacher(
             f"teacher {spec}: say what the model outputs with kind='metric_depth', 'relative_depth' or "
             f"'relative_disparity' (keyword or \"kind\" in {model_path.with_suffix('.json')})"
         )
+    input_format = settings.get("input_format", "float")
+    if input_format not in INPUT_FORMATS:
+        raise ModelError(f"teacher {spec}: input_format {input_format!r} is not one of {', '.join(INPUT_FORMATS)}")
     size = settings.get("size")
     input_shape = next(i for i in inputs if i.name == input_name).shape
-    if size is None and len(input_shape) == 4 and all(is_finite_size(s) for s in input_shape[2:]):
-        size = list(input_shape[2:])
+    spatial = input_shape[1:3] if input_format == "uint8" else input_shape[2:]
+    if size is None and len(input_shape) == 4 and all(is_finite_size(s) for s in spatial):
+        size = list(spatial)
     preprocessing = ImagePreprocessing.from_options(
         mean=settings.get("mean"),
         std=settings.get("std"),
@@ -212,4 +226,5 @@ def load_onnx_teacher(
         teacher_id=f"onnx:{model_path.name}#{settings_hash(identity)}",
         spec=spec,
         device=device,
+        input_format=input_format,
     )
