@@ -18,13 +18,17 @@ from depthkd.sim import scene as S
 from depthkd.sim.primitives import SURFACE
 from depthkd.sim.textures import NOISE_LAYER, POSITIVE, TextureBank
 
-# Rows of the derived material table (see material_table). Rarely used fields (emission, specular,
-# road paint) are read from the raw material rows only for the pixels whose flags ask for them.
-M_A, M_DELTA_B, M_DELTA_C = slice(0, 3), slice(3, 6), slice(6, 9)
-M_UV = slice(9, 13)  # 2x2 matrix: local uv (m) -> texture uv (tiles), rotation / tile size
-M_OFFSET_U, M_OFFSET_V = 13, 14
-M_GRIME, M_GRIME_SCALE, M_FOOTPRINT, M_FLAGS = 15, 16, 17, 18
-M_ATLAS_X, M_MEAN = 19, 20  # the pattern's column offset in the texture atlas, its mean value
+# Rows of the derived material table (see material_table). The first PIXEL_ROWS rows are gathered for
+# every pixel; the rest (per-cell colour variation) and rarely used fields (emission, specular, road
+# paint, from the raw material rows) only for the pixels whose flags ask for them: every gathered
+# row costs a pass over all pixels.
+M_A, M_DELTA_B = slice(0, 3), slice(3, 6)
+M_UV = slice(6, 10)  # 2x2 matrix: local uv (m) -> texture uv (tiles), rotation / tile size
+M_OFFSET_U, M_OFFSET_V = 10, 11
+M_GRIME, M_GRIME_SCALE, M_FOOTPRINT, M_FLAGS = 12, 13, 14, 15
+M_ATLAS_X, M_MEAN = 16, 17  # the pattern's column offset in the texture atlas, its mean value
+PIXEL_ROWS = 18
+M_DELTA_C = slice(18, 21)
 MATERIAL_ROWS = 21
 FLAG_EMISSION, FLAG_SPECULAR, FLAG_LANES, FLAG_CELL = 1, 2, 4, 8
 
@@ -59,7 +63,6 @@ def material_table(materials: torch.Tensor, bank: TextureBank) -> torch.Tensor:
     return torch.cat([
         colour_a.t(),
         (materials[:, S.MAT_COLOUR_B] - colour_a).t(),
-        ((materials[:, S.MAT_COLOUR_C] - colour_a) * variation[:, None]).t(),
         torch.stack([cos / tile[:, 0], -sin / tile[:, 0], sin / tile[:, 1], cos / tile[:, 1]]),
         materials[:, S.MAT_OFFSET].t() + POSITIVE,
         materials[:, S.MAT_GRIME][None],
@@ -68,6 +71,7 @@ def material_table(materials: torch.Tensor, bank: TextureBank) -> torch.Tensor:
         flags.float()[None],
         bank.atlas_x(materials[:, S.MAT_PATTERN].long())[None],
         bank.pattern_mean.index_select(0, materials[:, S.MAT_PATTERN].long())[None],
+        ((materials[:, S.MAT_COLOUR_C] - colour_a) * variation[:, None]).t(),
     ]).contiguous()
 
 
@@ -109,7 +113,7 @@ def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tenso
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """World normals facing the viewer ``(3, N)``, face ids ``(N,)``, local texture coords ``(2, N)``.
 
-    ``prims`` is the gathered primitive table ``(16, N)`` (centre, row-major rotation, params),
+    ``prims`` is the gathered primitive table ``(15, N)`` (centre, row-major rotation, params 0-2),
     ``points`` the world hit points ``(3, N)`` and ``view`` the ray directions ``(3, N)``.
     """
     rel = points - prims[0:3]
@@ -120,7 +124,7 @@ def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tenso
     # The most frequent kind is computed for every pixel (cheaper than a subset), the others on subsets.
     counts = torch.bincount(kinds, minlength=len(SURFACE)).tolist()
     base = max(range(len(SURFACE)), key=counts.__getitem__)
-    params = prims[12:16]
+    params = prims[12:15]
     n, face, t = SURFACE[base](tuple(local), tuple(params))
     normal_local, uv = torch.stack(n), torch.stack(t)
     for kind, surface in enumerate(SURFACE):
@@ -153,10 +157,11 @@ def lane_markings(u: torch.Tensor, v: torch.Tensor, lanes: torch.Tensor) -> torc
     return on_line & (solid | (v < 1.0 / 3.0))
 
 
-def textured_albedo(bank: TextureBank, materials: torch.Tensor, mat_ids: torch.Tensor, mats: torch.Tensor,
-                    uv: torch.Tensor, pixel_size: torch.Tensor) -> torch.Tensor:
-    """Albedo ``(3, N)`` of materials ``mat_ids`` (rows ``mats`` of :func:`material_table`) at local
-    coordinates ``uv`` (metres); ``pixel_size`` (N,) is the pixel footprint in metres."""
+def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Tensor, mat_ids: torch.Tensor,
+                    mats: torch.Tensor, uv: torch.Tensor, pixel_size: torch.Tensor) -> torch.Tensor:
+    """Albedo ``(3, N)`` of materials ``mat_ids`` at local coordinates ``uv`` (metres); ``pixel_size``
+    (N,) is the pixel footprint in metres. ``table`` is the whole :func:`material_table`, ``mats``
+    its first :data:`PIXEL_ROWS` rows gathered per pixel."""
     m = mats[M_UV]
     tex_u = torch.addcmul(torch.addcmul(mats[M_OFFSET_U], m[0], uv[0]), m[1], uv[1])
     tex_v = torch.addcmul(torch.addcmul(mats[M_OFFSET_V], m[2], uv[0]), m[3], uv[1])
@@ -171,7 +176,8 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, mat_ids: torch.T
             return x.index_select(-1, varied)
 
         cell = bank.cell(sub(mats[M_ATLAS_X]), sub(tex_u), sub(tex_v))
-        albedo.index_copy_(1, varied, torch.addcmul(sub(albedo), sub(mats[M_DELTA_C]), cell).clamp_(0.0, 1.0))
+        delta_c = table[M_DELTA_C].index_select(1, sub(mat_ids))
+        albedo.index_copy_(1, varied, torch.addcmul(sub(albedo), delta_c, cell).clamp_(0.0, 1.0))
     grime_scale = mats[M_GRIME_SCALE]
     grime = bank.noise(uv[0] * grime_scale + POSITIVE, uv[1] * grime_scale + POSITIVE)
     albedo = albedo * (1.0 - mats[M_GRIME] * (grime - 0.3).clamp_min_(0.0))

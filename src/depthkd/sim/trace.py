@@ -9,7 +9,9 @@ kind runs as a few tensor ops over all its pairs at once, in chunks that stay in
   sphere).
 - Shadow rays: the tile's shading points lie in a sphere ``(m, rho)``; every shadow segment then lies
   within ``rho`` of the segment from ``m`` to the light, so an occluder is tested only if that thick
-  segment reaches its bounding sphere and its local bounding box.
+  segment reaches its bounding sphere, and if the cone around it (``rho`` at ``m``, narrowing to the
+  light) reaches its local bounding box. Pairs whose tile sees only the occluder itself are skipped
+  (a convex primitive never shadows its own points).
 
 Camera rays are never stored per pair: in a primitive's local frame the direction of pixel
 ``(px, py)`` of a tile is affine, ``base + px * step_u + py * step_v``, so each pair only needs
@@ -61,8 +63,9 @@ class PairFrames:
 
 
 def _columns(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(n, k)`` to ``k`` contiguous ``(n, 1)`` columns."""
-    return tuple(c.unsqueeze(1) for c in x.t().contiguous())
+    """``(n, k)`` to ``k`` contiguous ``(n, 1)`` columns (three tensor calls whatever ``k``: call
+    overhead matters here, pair tables are small)."""
+    return x.t().contiguous().unsqueeze(-1).unbind(0)
 
 
 def pair_frames(batch: SceneBatch, grid: TileGrid, image: torch.Tensor, tile: torch.Tensor,
@@ -79,7 +82,8 @@ def pair_frames(batch: SceneBatch, grid: TileGrid, image: torch.Tensor, tile: to
     rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
     origin = torch.einsum("nj,njk->nk", rel, rotation)
     params = batch.prim_params.reshape(-1, 4)[gids]
-    return PairFrames(_columns(origin), _columns(base), _columns(step_u), _columns(step_v), _columns(params))
+    columns = _columns(torch.cat([origin, base, step_u, step_v, params], dim=1))
+    return PairFrames(columns[0:3], columns[3:6], columns[6:9], columns[9:12], columns[12:16])
 
 
 def to_local_points(batch: SceneBatch, image: torch.Tensor, gids: torch.Tensor, points: torch.Tensor) -> Vec:
@@ -162,15 +166,24 @@ def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, 
     return reaches | (batch.prim_kind.reshape(-1)[gids] == 0)
 
 
-def _segment_hits_box(start: Vec, segment: Vec, half: Vec) -> torch.Tensor:
-    """Whether segments ``start + s * segment``, ``s`` in [0, 1], meet boxes ``|x| <= half`` (local)."""
+def _cone_hits_box(start: Vec, segment: Vec, half: Vec, radius: torch.Tensor) -> torch.Tensor:
+    """Whether a cone meets boxes ``|x| <= half`` (local frame): the cone around the segment
+    ``start + s * segment``, ``s`` in [0, 1], whose radius shrinks from ``radius`` at ``s = 0`` to 0.
+
+    Shadow rays from points within ``radius`` of ``start`` to the light at ``start + segment`` stay
+    inside it (at ``s`` they are within ``radius * (1 - s)`` of the axis), so it is a tighter bound
+    than the uniformly thick segment near the light. Per axis, ``|a + s d| <= h + radius (1 - s)``
+    is two linear inequalities ``s k <= c`` in ``s``.
+    """
     s_near = torch.zeros_like(start[0])
     s_far = torch.ones_like(start[0])
     for a, d, h in zip(start, segment, half):
-        t_a = (-h - a) / d
-        t_b = (h - a) / d
-        s_near = torch.maximum(s_near, torch.minimum(t_a, t_b))
-        s_far = torch.minimum(s_far, torch.maximum(t_a, t_b))
+        grown = h + radius
+        for k, c in ((d + radius, grown - a), (radius - d, grown + a)):
+            bound = c / k
+            s_far = torch.where(k > 0, torch.minimum(s_far, bound), s_far)
+            s_near = torch.where(k < 0, torch.maximum(s_near, bound), s_near)
+            s_far = torch.where((k == 0) & (c < 0), -1.0, s_far)
     return s_near <= s_far
 
 
@@ -203,8 +216,7 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     start = torch.einsum("nj,njk->nk", centre[image, tile] - batch.prim_centre.reshape(-1, 3)[gids], rotation)
     seg_local = torch.einsum("nj,njk->nk", segment[image, tile], rotation)
     half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
-    half = half + radius[image, tile][:, None] + _SHADOW_MARGIN
-    keep = _segment_hits_box(start.unbind(1), seg_local.unbind(1), half.unbind(1))
+    keep = _cone_hits_box(start.unbind(1), seg_local.unbind(1), (half + _SHADOW_MARGIN).unbind(1), radius[image, tile])
     return pairs[keep]
 
 
