@@ -215,18 +215,20 @@ def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, 
         def sub(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(*x.shape[:-2], -1).index_select(-1, glossy)
 
-        rows = materials.index_select(0, mat_ids.index_select(0, glossy))
+        # Gather only the two columns needed (a whole material row is 24 floats per pixel).
+        gloss = materials[:, [S.MAT_SPECULAR, S.MAT_SHININESS]].t().contiguous()
+        specular, shininess = gloss.index_select(1, mat_ids.index_select(0, glossy))
         g_view = sub(view)
         g_view = g_view * dot(g_view, g_view).rsqrt()
         half = sub(to_light) * sub(inv_dist) - g_view
         n_dot_h = (dot(sub(normal), half) * dot(half, half).rsqrt()).clamp(1e-6, 1.0)
-        highlight = rows[:, S.MAT_SPECULAR] * torch.exp(rows[:, S.MAT_SHININESS] * torch.log(n_dot_h))
+        highlight = specular * torch.exp(shininess * torch.log(n_dot_h))
         lit = sub(strength) / sub(n_dot_l).clamp_min(1e-3)
         light = images[I_LIGHT_COLOUR, :, 0].index_select(1, glossy // per_image)
         colour.index_add_(1, glossy, light * (lit * highlight))
     glowing = flagged(mats, FLAG_EMISSION)
     if glowing.numel():
-        emission = materials.index_select(0, mat_ids.index_select(0, glowing))[:, S.MAT_EMISSION].t()
+        emission = materials[:, S.MAT_EMISSION].t().contiguous().index_select(1, mat_ids.index_select(0, glowing))
         colour.index_add_(1, glowing, emission)
     return colour.view(3, *points.shape[1:])
 

@@ -330,5 +330,5 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
         towards = tuple(l - s for l, s in zip(light_local, start))
         t = INTERSECT[kind](start, towards, frames.params, t_min)
         hit = (t < 1.0) & (own.index_select(0, row) != (gids + 1).int()[:, None])
-        blocked.scatter_add_(0, row[:, None].expand_as(t), hit.float())
+        blocked.index_add_(0, row, hit.float())
     return blocked > 0
