@@ -24,8 +24,8 @@ DATA_SPEC_HELP = (
     "sim:indoor?num=64&size=240x320&seed=0"
 )
 MODEL_SPEC_HELP = (
-    "a student checkpoint (.safetensors) or a teacher spec: hf:DIR, onnx:FILE, torch:FILE, "
-    "preds:DIR or a built-in teacher name"
+    "a student checkpoint (.safetensors), an exported .onnx, or a teacher spec: hf:DIR, onnx:FILE, "
+    "torch:FILE, preds:DIR or a built-in teacher name"
 )
 
 

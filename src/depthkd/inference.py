@@ -1,8 +1,9 @@
 """One way to run any depth model on a batch: a trained student or any teacher spec.
 
-`evaluate` and `predict` accept either a student checkpoint (``.safetensors`` written by depthkd) or a
-teacher spec (``hf:``, ``onnx:``, ``torch:``, ``preds:`` or a built-in name), so a student, a teacher and
-another toolkit's saved predictions are all scored by the same code path.
+`evaluate` and `predict` accept either a student checkpoint (``.safetensors`` written by depthkd), an
+exported ``.onnx`` file (read with its sidecar, as ``onnx:FILE``) or a teacher spec (``hf:``, ``onnx:``,
+``torch:``, ``preds:`` or a built-in name), so a student, its export, a teacher and another toolkit's saved
+predictions are all scored by the same code path.
 """
 
 from __future__ import annotations
@@ -64,5 +65,7 @@ def load_predictor(spec: str, device: str | torch.device = "cpu") -> DepthPredic
         return DepthPredictor(model=student, kind="metric_depth", is_student=True, spec=spec)
     from depthkd.models.teachers import load_teacher
 
+    if not spec.startswith(TEACHER_PREFIXES) and Path(spec).suffix == ".onnx":
+        spec = f"onnx:{spec}"  # an exported student: its sidecar says how to feed it
     teacher = load_teacher(spec, device=device)
     return DepthPredictor(model=teacher, kind=teacher.kind, is_student=False, spec=spec)

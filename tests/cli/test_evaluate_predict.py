@@ -94,6 +94,18 @@ def test_predict_then_evaluate_saved_predictions(tmp_path: Path, student_file: P
     assert from_files.metrics["abs_rel"] == pytest.approx(from_model.metrics["abs_rel"], abs=1e-3)
 
 
+def test_an_exported_onnx_file_is_scored_like_its_student(tmp_path: Path, student_file: Path) -> None:
+    from depthkd.export import export_onnx
+    from depthkd.models import load_student
+
+    onnx_path = tmp_path / "student.onnx"
+    export_onnx(load_student(student_file), onnx_path, size=(32, 48), exporter="legacy", check=False)
+    data = f"folder:{write_paired_folder(tmp_path / 'pairs', n=2, h=32, w=48).root}"
+    from_onnx = evaluate(str(onnx_path), data, protocol="sim_indoor")
+    from_torch = evaluate(str(student_file), data, protocol="sim_indoor")
+    assert from_onnx.metrics["abs_rel"] == pytest.approx(from_torch.metrics["abs_rel"], rel=1e-4)
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "absent.safetensors"
     root = write_paired_folder(tmp_path / "pairs", n=1).root
