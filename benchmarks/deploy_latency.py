@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from depthkd.cli import parse_size
 from depthkd.export import export_onnx
 from depthkd.latency import BenchmarkReport, ModelBenchmark, benchmark
 from depthkd.losses import silog_loss
@@ -50,11 +51,6 @@ STUDENTS = ("mobilenetv2_100", "efficientnet_b0", "resnet18")
 TARGET_SPEEDUP, TARGET_INT8_SPEEDUP, TARGET_ABS_REL_CHANGE = 10.0, 1.5, 0.02
 # Seed ranges kept apart: training scenes, accuracy test scenes (calibration uses export's seed + 1).
 TRAIN_SEED, TEST_SEED = 1_000, 9_000
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
 
 
 def train_student(steps: int, size: tuple[int, int], batch_size: int, lr: float, seed: int) -> torch.nn.Module:

@@ -30,14 +30,13 @@ MODEL_SPEC_HELP = (
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (e.g. ``240x320``) into ``(H, W)``."""
+    """Parse ``HxW`` (e.g. ``240x320``) into ``(H, W)``, as an argparse type."""
+    from depthkd.data.spec import parse_size as parse_hw
+
     try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 240x320") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return height, width
+        return parse_hw(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # --- subcommands -------------------------------------------------------------------------------

@@ -63,12 +63,20 @@ def _parse_int(key: str, value: str) -> int:
         raise ConfigError(f"data spec parameter {key}={value!r} is not an integer") from None
 
 
-def _parse_size(key: str, value: str) -> tuple[int, int]:
+def parse_size(text: str, what: str | None = None) -> tuple[int, int]:
+    """Parse ``HxW`` (e.g. ``240x320``) into positive ``(H, W)``; errors name ``what`` (default: the text)."""
+    what = what or f"size {text!r}"
     try:
-        height, width = (int(part) for part in value.lower().split("x"))
+        height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ConfigError(f"data spec parameter {key}={value!r} is not HxW, e.g. 240x320") from None
+        raise ConfigError(f"{what} is not HxW, e.g. 240x320") from None
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"{what} must be positive")
     return height, width
+
+
+def _parse_size(key: str, value: str) -> tuple[int, int]:
+    return parse_size(value, f"data spec parameter {key}={value!r}")
 
 
 # Per scheme: parameter name -> parser. The order is the order shown in error messages.
