@@ -172,3 +172,17 @@ def test_switching_method_drops_the_inherited_method_options(tmp_path: Path) -> 
     assert load_recipe(child).method.options.loss == "auto"
     assert load_recipe(tmp_path / "base.yaml", ["method.name=feature"]).method.name == "feature"
     assert load_recipe(tmp_path / "base.yaml", ["method.name=supervised"]).method.options.alpha == 5.0
+
+
+def test_student_specs_accept_command_line_and_yaml_spellings() -> None:
+    """One parser for `student:` specs (inspect and benchmark): 1/true and 32,16 / [32,16] mean the same."""
+    from depthkd.config import student_config_from_spec
+
+    short = student_config_from_spec("student:mobilenetv2_050?lgconv=1&decoder_channels=32,16,16,8&max_depth=80")
+    yaml_like = student_config_from_spec("mobilenetv2_050?lgconv=true&decoder_channels=[32,16,16,8]&max_depth=80.0")
+    assert short == yaml_like
+    assert (short.lgconv, short.decoder_channels, short.max_depth) == (True, (32, 16, 16, 8), 80.0)
+    with pytest.raises(ConfigError, match="unknown key.*valid keys"):
+        student_config_from_spec("student:mobilenetv2_050?pretrained_path=/weights.pth")
+    with pytest.raises(ConfigError, match="names no backbone"):
+        student_config_from_spec("student:?head=bins")

@@ -427,6 +427,43 @@ def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "", source: st
         raise ConfigError(f"{prefix or 'recipe'}{' in ' + source if source else ''}: {exc}") from exc
 
 
+STUDENT_SPEC_PREFIX = "student:"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _spec_value(text: str, tp: Any) -> Any:
+    """A ``student:`` option value as written on a command line, before type coercion."""
+    if tp is bool and text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if "," in text and not text.lstrip().startswith("["):
+        text = f"[{text}]"  # 32,16,8 is a list, like [32,16,8]
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def student_config_from_spec(spec: str) -> Any:
+    """``student:BACKBONE?key=value&...`` (the prefix optional) -> a checked ``StudentConfig``.
+
+    Architecture specs for ``inspect`` and ``benchmark`` (random weights): booleans as ``1``/``true``,
+    lists as ``32,16`` or ``[32,16]``; ``pretrained_path`` is not an option here. Unknown keys list the
+    valid ones.
+    """
+    from urllib.parse import parse_qsl
+
+    backbone, _, query = spec.removeprefix(STUDENT_SPEC_PREFIX).partition("?")
+    if not backbone:
+        raise ConfigError(f"student spec {spec!r} names no backbone, e.g. student:mobilenetv2_100")
+    types_by_name = {k: v for k, v in _field_types(_student_config_type()).items() if k != "pretrained_path"}
+    options: dict[str, Any] = {"backbone": backbone}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in types_by_name:
+            raise unknown_key_error(key, list(types_by_name), spec, "a student spec")
+        options[key] = _spec_value(value, types_by_name[key])
+    return from_dict(_student_config_type(), options, "student", spec)
+
+
 def to_dict(config: Any) -> Any:
     """Plain YAML/JSON-friendly data (dataclasses to dicts, tuples to lists)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl
 
 import torch
 from torch import nn
@@ -31,24 +30,10 @@ class ModuleInfo(NamedTuple):
 
 def _student_from_spec(spec: str) -> nn.Module:
     """``student:BACKBONE?head=bins&max_depth=80`` (or a bare timm backbone name) -> a fresh student."""
-    from depthkd.config import from_dict
-    from depthkd.models.student import DepthStudent, StudentConfig
+    from depthkd.config import student_config_from_spec
+    from depthkd.models.student import DepthStudent
 
-    body = spec.removeprefix("student:")
-    backbone, _, query = body.partition("?")
-    options: dict[str, Any] = {"backbone": backbone}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        options[key] = _parse_value(value)
-    return DepthStudent(from_dict(StudentConfig, options, "student", spec))
-
-
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    return DepthStudent(student_config_from_spec(spec))
 
 
 def load_inspectable(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, bool]:

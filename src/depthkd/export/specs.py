@@ -15,23 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl
 
 import torch
 from torch import nn
 
-from depthkd.errors import ConfigError, ModelError
-from depthkd.models.student import DepthStudent, StudentConfig
+from depthkd.errors import ModelError
+from depthkd.models.student import DepthStudent
 from depthkd.models.teachers.base import Teacher
 
-STUDENT_PREFIX = "student:"
+STUDENT_PREFIX = "student:"  # parsed by depthkd.config.student_config_from_spec
 ARCH_PREFIX = "arch:"
 TEACHER_PREFIXES = ("hf", "onnx", "torch", "preds")
-_BOOL_OPTIONS = {"lgconv", "lgconv_depthwise"}
-_FLOAT_OPTIONS = {"max_depth", "min_depth"}
-_INT_OPTIONS = {"num_bins", "lgconv_pool", "lgconv_hidden", "output_stride", "bins_mlp_hidden"}
-_INT_LIST_OPTIONS = {"decoder_channels", "out_indices"}  # comma-separated, e.g. decoder_channels=64,32,16
 
 
 @dataclass
@@ -58,32 +52,6 @@ class ModelSource:
     def label(self) -> str:
         """A short name for tables."""
         return Path(self.spec).name if self.spec.endswith((".onnx", ".safetensors")) else self.spec
-
-
-def _parse_student_spec(text: str) -> dict[str, Any]:
-    """``BACKBONE?key=value&...`` -> ``build_student`` keyword arguments."""
-    backbone, _, query = text.partition("?")
-    if not backbone:
-        raise ConfigError(f"student spec {STUDENT_PREFIX}{text!r} names no backbone, e.g. student:mobilenetv2_100")
-    options: dict[str, Any] = {"backbone": backbone}
-    known = set(StudentConfig.__dataclass_fields__) - {"backbone", "pretrained_path"}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in known:
-            raise ConfigError(f"student spec option {key!r} is unknown: expected some of {', '.join(sorted(known))}")
-        try:
-            if key in _BOOL_OPTIONS:
-                options[key] = value.lower() in ("1", "true", "yes", "on")
-            elif key in _FLOAT_OPTIONS:
-                options[key] = float(value)
-            elif key in _INT_OPTIONS:
-                options[key] = int(value)
-            elif key in _INT_LIST_OPTIONS:
-                options[key] = tuple(int(v) for v in value.split(","))
-            else:
-                options[key] = value
-        except ValueError:
-            raise ConfigError(f"student spec option {key}={value!r} is not a valid value") from None
-    return options
 
 
 def student_size_multiple(student: DepthStudent) -> int:
@@ -133,9 +101,9 @@ def load_model_spec(spec: str | Path | nn.Module, device: str | torch.device = "
         return _from_module(spec, type(spec).__name__)
     text = str(spec)
     if text.startswith(STUDENT_PREFIX):
-        from depthkd.models import build_student
+        from depthkd.config import student_config_from_spec
 
-        return _from_module(build_student(**_parse_student_spec(text[len(STUDENT_PREFIX) :])).to(device), text)
+        return _from_module(DepthStudent(student_config_from_spec(text)).to(device), text)
     if text.startswith(ARCH_PREFIX):
         from depthkd.reference_models import build_reference
 
