@@ -21,6 +21,8 @@ from depthkd.models.heads import HEADS, build_head, default_num_bins
 from depthkd.models.lgconv import insert_lgconv
 from depthkd.models.outputs import StudentOutput
 
+ARCHS: tuple[str, ...] = ("unet", "depth-anything")
+
 
 @dataclass
 class StudentConfig:
@@ -42,6 +44,11 @@ class StudentConfig:
         output_stride: stride of the decoder output, where ``probs``/``logits`` live (our default 2).
         out_indices: encoder levels (timm ``out_indices``); ``None`` = timm's default (all levels).
         bins_mlp_hidden: hidden width of the ``bins`` head's width MLP (our default 256).
+        arch: ``unet`` (timm encoder, U-Net decoder, any head) or ``depth-anything`` (the transformers
+            Depth Anything network: DINOv2 ViT, DPT neck, metric head; regression only, ``backbone``
+            is ``dinov2``). See :mod:`depthkd.models.depth_anything`.
+        arch_options: ``depth-anything`` sizes (hidden_size, num_layers, num_heads, patch_size,
+            mlp_ratio, neck_hidden_sizes, fusion_hidden_size, head_hidden_size); stored resolved.
     """
 
     backbone: str = "mobilenetv2_100"
@@ -58,8 +65,16 @@ class StudentConfig:
     output_stride: int = 2
     out_indices: tuple[int, ...] | None = None
     bins_mlp_hidden: int = 256
+    arch: str = "unet"
+    arch_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown student arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.arch == "depth-anything":
+            self._check_depth_anything()
+        elif self.arch_options:
+            raise ConfigError(f"arch_options given for arch {self.arch!r}: only 'depth-anything' takes them")
         if self.head not in HEADS:
             raise ConfigError(f"unknown head {self.head!r}: expected one of {', '.join(HEADS)}")
         self.max_depth = float(self.max_depth)
@@ -83,6 +98,22 @@ class StudentConfig:
             self.out_indices = tuple(int(i) for i in self.out_indices)
         if self.pretrained_path is not None:
             self.pretrained_path = str(Path(self.pretrained_path))
+
+    def _check_depth_anything(self) -> None:
+        from depthkd.models.depth_anything import resolve_options
+
+        if self.backbone == StudentConfig.backbone:
+            self.backbone = "dinov2"
+        problems = {
+            "backbone": (self.backbone, "dinov2"),
+            "head": (self.head, "regression"),
+            "lgconv": (self.lgconv, False),
+            "pretrained_path": (self.pretrained_path, None),
+        }
+        for key, (value, expected) in problems.items():
+            if value != expected:
+                raise ConfigError(f"student {key}={value!r} does not fit arch 'depth-anything': expected {expected!r}")
+        self.arch_options = resolve_options(self.arch_options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples become lists in JSON)."""
@@ -116,8 +147,16 @@ class DepthStudent(nn.Module):
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config.backbone, config.out_indices, config.pretrained_path)
         self.num_lgconv = 0
+        if config.arch == "depth-anything":
+            from depthkd.models.depth_anything import build_depth_anything_parts
+
+            assert config.arch_options is not None  # resolved by StudentConfig
+            self.encoder, self.decoder, self.head = build_depth_anything_parts(
+                config.arch_options, config.min_depth, config.max_depth
+            )
+            return
+        self.encoder = Encoder(config.backbone, config.out_indices, config.pretrained_path)
         if config.lgconv:
             # After loading ImageNet weights, so the wrapped convs keep them.
             self.num_lgconv = insert_lgconv(
@@ -173,6 +212,8 @@ def build_student(
     output_stride: int = 2,
     out_indices: Sequence[int] | None = None,
     bins_mlp_hidden: int = 256,
+    arch: str = "unet",
+    arch_options: dict[str, Any] | None = None,
 ) -> DepthStudent:
     """Build a :class:`DepthStudent`; the options are documented on :class:`StudentConfig`."""
     config = StudentConfig(
@@ -190,5 +231,7 @@ def build_student(
         output_stride=output_stride,
         out_indices=out_indices,  # type: ignore[arg-type]
         bins_mlp_hidden=bins_mlp_hidden,
+        arch=arch,
+        arch_options=arch_options,
     )
     return DepthStudent(config)

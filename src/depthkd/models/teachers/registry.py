@@ -82,3 +82,16 @@ def load_teacher(
         f"unknown teacher spec {spec!r}: expected one of {', '.join(SPEC_FORMS)} or a built-in teacher "
         f"({builtins})"
     )
+
+
+def _register_shipped_teachers() -> None:
+    """Register the teachers whose weights ship in the package (``sim-vit``, ``sim-resnet``)."""
+    from functools import partial
+
+    from depthkd.models.teachers.builtin import BUILTIN_TEACHERS, load_builtin_teacher
+
+    for name in BUILTIN_TEACHERS:
+        register_builtin_teacher(name, partial(load_builtin_teacher, name), overwrite=True)
+
+
+_register_shipped_teachers()

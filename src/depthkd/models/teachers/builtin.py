@@ -1,0 +1,87 @@
+"""The built-in simulator teachers, shipped inside the package: ``sim-vit`` and ``sim-resnet``.
+
+Both were trained by depthkd on its simulator's ``indoor`` domain (recipes ``configs/teacher-sim-vit.yaml``
+and ``configs/teacher-sim-resnet.yaml``) and ship as float16 student checkpoints in
+``depthkd/weights/`` beside a card (``<name>.json``: recipe, steps, hardware, test set and the
+metrics of the shipped weights; ``MODEL_CARD.md`` is the same for people). They load offline:
+
+>>> teacher = load_teacher("sim-vit")          # doctest: +SKIP
+
+- ``sim-vit``: the Hugging Face Depth Anything architecture (DINOv2 ViT + DPT neck, metric head): the
+  transformer teacher of TIE-KD, DisDepth and ``depthkd demo``.
+- ``sim-resnet``: ResNet-10-T + U-Net decoder with BatchNorm throughout: the teacher of data-free
+  distillation, whose BatchNorm statistics the synthesised images must match.
+
+Weights are stored in float16 to keep the package small and run in float32 (``dtype=`` changes it).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthkd.errors import ModelError
+from depthkd.models.teachers.base import Teacher, path_fingerprint, settings_hash
+
+BUILTIN_TEACHERS: dict[str, str] = {
+    "sim-vit": "Depth Anything architecture (DINOv2 ViT-192x8, patch 8, DPT neck, metric head to 10 m)",
+    "sim-resnet": "ResNet-10-T encoder + U-Net decoder, BatchNorm throughout, regression head to 10 m",
+}
+"""Name -> one-line description of every built-in teacher."""
+
+CARD_FILE = "MODEL_CARD.md"
+CARD_TEST_SET = "sim:indoor?num=64&size=128x160&seed=200000"
+"""The fixed test set the cards' metrics are measured on (seeds apart from training and validation)."""
+CARD_PROTOCOL = "sim_indoor"
+
+
+def weights_dir() -> Path:
+    """The package folder holding the shipped weights and cards."""
+    return Path(str(resources.files("depthkd") / "weights"))
+
+
+def weights_path(name: str) -> Path:
+    """The shipped ``.safetensors`` of built-in teacher ``name`` (a :class:`ModelError` when missing)."""
+    if name not in BUILTIN_TEACHERS:
+        raise ModelError(f"unknown built-in teacher {name!r}: expected one of {', '.join(BUILTIN_TEACHERS)}")
+    path = weights_dir() / f"{name}.safetensors"
+    if not path.is_file():
+        raise ModelError(
+            f"built-in teacher {name!r}: weights not found at {path} (is depthkd installed with its "
+            "package data? reinstall with pip install -e .)"
+        )
+    return path
+
+
+def read_card(name: str) -> dict[str, Any]:
+    """The card of built-in teacher ``name``: recipe, training, test set, metrics (``<name>.json``)."""
+    path = weights_path(name).with_suffix(".json")
+    if not path.is_file():
+        raise ModelError(f"built-in teacher {name!r}: card not found at {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"built-in teacher card {path} is not valid JSON: {err}") from err
+
+
+def load_builtin_teacher(
+    name: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    precision: str = "fp32",
+) -> Teacher:
+    """Load built-in teacher ``name`` (frozen, eval mode) on ``device``."""
+    from depthkd.models.checkpoint import load_student
+    from depthkd.models.teachers.torchfile import StudentTeacher
+
+    path = weights_path(name)
+    device = torch.device(device)
+    student = load_student(path, map_location=device)  # float16 file -> float32 model
+    if dtype is not None:
+        student = student.to(dtype)
+    identity = {"file": path_fingerprint(path, content=True), "dtype": str(dtype or torch.float32), "precision": precision}
+    return StudentTeacher(student, f"{name}#{settings_hash(identity)}", name, precision=precision, device=device)
