@@ -217,8 +217,7 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def save_rows(rows: Sequence[RowResult], path: Path) -> Path:
-    """All rows as JSON (what the report and the benchmark's tables are made from)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
-    return path
+def gap_closed_share(alone: float, distilled: float, teacher: float) -> float | None:
+    """Share of the student-alone -> teacher AbsRel gap a distilled student closes (``None``: no gap)."""
+    gap = alone - teacher
+    return (alone - distilled) / gap if gap > 0 else None

@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthkd.comparison import Budget, Contender, RowResult, read_curves, score_teacher, train_contender
+from depthkd.comparison import (
+    Budget,
+    Contender,
+    RowResult,
+    gap_closed_share,
+    read_curves,
+    score_teacher,
+    train_contender,
+)
 from depthkd.errors import ConfigError
 from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
 
@@ -145,7 +153,8 @@ def plot_curves(runs: dict[str, Path], path: Path) -> Path:
     val_ax.set(title="AbsRel on the test scenes (lower is better)", xlabel="step")
     for ax in (loss_ax, val_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -165,12 +174,6 @@ def time_models(student_onnx: Path, teacher: str, threads: int = 2) -> dict[str,
     return {"student_ms": report.model.latency.p50_ms, "teacher_ms": report.teacher.latency.p50_ms}
 
 
-def gap_closed(alone: float, distilled: float, teacher: float) -> float | None:
-    """Share of the student-alone -> teacher AbsRel gap the distilled student closes."""
-    gap = alone - teacher
-    return (alone - distilled) / gap if gap > 0 else None
-
-
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -180,7 +183,7 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
     teacher, alone, distilled = rows
     latency = info.get("latency", {})
     latencies = {teacher.label: latency.get("teacher_ms"), distilled.label: latency.get("student_ms")}
-    closed = gap_closed(alone.metrics["abs_rel"], distilled.metrics["abs_rel"], teacher.metrics["abs_rel"])
+    closed = gap_closed_share(alone.metrics["abs_rel"], distilled.metrics["abs_rel"], teacher.metrics["abs_rel"])
     lines = [
         "# depthkd demo",
         "",
@@ -259,11 +262,16 @@ def run_demo(
     seed: int = 0,
     teacher: str = "sim-vit",
     command: str = "depthkd demo",
+    settings: DemoSettings | None = None,
 ) -> Path:
-    """Run the demo and return the path of ``report.md`` (see the module docstring)."""
+    """Run the demo and return the path of ``report.md`` (see the module docstring).
+
+    ``settings`` replaces the budget ``quick`` picks (:data:`FULL` or :data:`QUICK`); ``steps``
+    overrides its step count.
+    """
     if method not in METHOD_RECIPES:
         raise ConfigError(f"demo method {method!r} is not one of {', '.join(METHOD_RECIPES)}")
-    settings = QUICK if quick else FULL
+    settings = settings or (QUICK if quick else FULL)
     steps = int(steps or settings.steps)
     if steps < 1:
         raise ConfigError(f"--steps must be positive, got {steps}")

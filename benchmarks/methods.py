@@ -1,0 +1,187 @@
+"""Method benchmark: every method and baseline on the same simulated data, budget and seeds.
+
+    python benchmarks/methods.py                  # CPU budget (about an hour on 2 cores)
+    python benchmarks/methods.py --scale paper    # a GPU budget
+    python benchmarks/methods.py --steps 50 --rows alone tie-kd --seeds 0   # a smoke run
+
+Each row is a packaged recipe (``depthkd.comparison``): the student (MobileNetV2 unless the recipe
+says otherwise) trains ``--steps`` steps of batch 8 on rendered ``indoor`` scenes (data-free trains on
+the out-of-distribution domains instead) and is scored on the built-in teachers' card test set
+(``sim_indoor``, no alignment). The teachers are reference rows. Headline rows run every seed;
+the others the first seed only. Writes ``benchmarks/results/<date>-<machine>-methods.md`` (table,
+per-seed numbers, command, hardware, versions) and a JSON of every row beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from depthkd.comparison import Budget, Contender, RowResult, gap_closed_share, score_teacher, train_contender
+from depthkd.demo import machine_description, render_training_set
+from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    contender: Contender
+    teacher: str | None
+    headline: bool
+    claim: str
+
+
+ROWS = [
+    Row("alone", Contender("student alone (SILog on ground truth)", "supervised-sim"), None, True,
+        "the baseline every method must beat"),
+    Row("response", Contender("response KD (SSIM)", "response-sim"), "sim-vit", False,
+        "TIE-KD's baseline: below TIE-KD"),
+    Row("feature", Contender("feature KD (last map, MSE) + GT", "feature-sim"), "sim-vit", False,
+        "a feature baseline"),
+    Row("tie-kd", Contender("TIE-KD (DPM KL + SSIM, no GT)", "tiekd-sim"), "sim-vit", True,
+        "beats the student alone and response KD"),
+    Row("disdepth", Contender("DisDepth (LG-Conv, ghost decoder, attentive KD) + GT", "disdepth-sim"), "sim-vit",
+        True, "beats the student alone"),
+    Row("data-free", Contender("data-free (OOD mixing + transformation net, no indoor image)", "datafree-sim",
+                               own_data=True), "sim-resnet", True,
+        "close to the student alone without seeing indoor images"),
+]
+ROW_KEYS = [row.key for row in ROWS]
+
+SCALES = {
+    "cpu": {"steps": 600, "train_images": 2000, "test_images": 64},
+    "paper": {"steps": 20000, "train_images": 20000, "test_images": 654},
+}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt_ms(values: list[float], digits: int = 4) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def table(rows: list[Row], results: dict[str, list[RowResult]], teachers: dict[str, RowResult]) -> list[str]:
+    alone = statistics.fmean(r.metrics["abs_rel"] for r in results["alone"]) if results.get("alone") else None
+    lines = [
+        "| row | teacher | seeds | AbsRel | RMSE (m) | d1 | params (M) | GMACs | gap closed | beats alone | min/run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, ref in teachers.items():
+        m = ref.metrics
+        lines.append(f"| teacher `{name}` (reference) | - | - | {m['abs_rel']:.4f} | {m['rmse']:.4f} | "
+                     f"{m['d1']:.4f} | {ref.params_m:.2f} | {ref.gmacs:.3f} | - | - | - |")
+    for row in rows:
+        runs = results.get(row.key) or []
+        if not runs:
+            continue
+        absrel = [r.metrics["abs_rel"] for r in runs]
+        gap = beats = "-"
+        if row.key != "alone" and alone is not None:
+            mean = statistics.fmean(absrel)
+            beats = "yes" if mean < alone else "**no**"
+            teacher_absrel = teachers[row.teacher].metrics["abs_rel"] if row.teacher in teachers else None
+            share = gap_closed_share(alone, mean, teacher_absrel) if teacher_absrel is not None else None
+            gap = "-" if share is None else f"{100 * share:.0f}%"
+        lines.append(
+            f"| {row.contender.label} | {row.teacher or '-'} | {len(runs)} | {fmt_ms(absrel)} | "
+            f"{fmt_ms([r.metrics['rmse'] for r in runs])} | {fmt_ms([r.metrics['d1'] for r in runs])} | "
+            f"{runs[0].params_m:.2f} | {runs[0].gmacs:.3f} | {gap} | {beats} | "
+            f"{statistics.fmean(r.seconds for r in runs) / 60:.1f} |"
+        )
+    return lines
+
+
+def write_results(path: Path, args: argparse.Namespace, rows: list[Row], results: dict[str, list[RowResult]],
+                  teachers: dict[str, RowResult], budget: Budget, minutes: float) -> None:
+    import depthkd
+
+    lines = [
+        f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget)",
+        "",
+        f"Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".rstrip() + "; "
+        f"{minutes:.0f} min in all.",
+        f"Machine: {machine_description()}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"depthkd {depthkd.__version__}.",
+        f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
+        "(data-free: its recipe's out-of-distribution domains); test set "
+        f"`{budget.test}`, protocol `{CARD_PROTOCOL}`, no alignment; params/GMACs at 128x160.",
+        "Gap closed = (AbsRel alone - AbsRel row) / (AbsRel alone - AbsRel of the row's teacher).",
+        "",
+        *table(rows, results, teachers),
+        "",
+        "## Claims checked",
+        "",
+    ]
+    for row in rows:
+        lines.append(f"- {row.contender.label}: {row.claim}.")
+    lines += ["", "## Per seed", "", "| row | seed | AbsRel | RMSE | d1 | teacher AbsRel in run | min |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        for r in results.get(row.key) or []:
+            t = r.teacher_metrics["abs_rel"] if r.teacher_metrics else None
+            lines.append(f"| {row.contender.label} | {r.seed} | {r.metrics['abs_rel']:.4f} | {r.metrics['rmse']:.4f} | "
+                         f"{r.metrics['d1']:.4f} | {'-' if t is None else f'{t:.4f}'} | {r.seconds / 60:.1f} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    payload = {
+        "teachers": {k: v.to_dict() for k, v in teachers.items()},
+        "rows": {k: [r.to_dict() for r in v] for k, v in results.items()},
+    }
+    path.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--steps", type=int, default=None, help="steps per row (overrides the scale)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--rows", nargs="+", choices=ROW_KEYS, default=ROW_KEYS)
+    parser.add_argument("--work", type=Path, default=Path("runs/benchmark-methods"), help="data and run folders")
+    parser.add_argument("--out", type=Path, default=None, help="results .md (default benchmarks/results/...)")
+    parser.add_argument("--machine", default=None, help="machine tag of the results file (default: cpu-Ncore)")
+    args = parser.parse_args()
+
+    scale = SCALES[args.scale]
+    started = time.perf_counter()
+    train = render_training_set(args.work / "data" / f"train-{scale['train_images']}", scale["train_images"], 0)
+    test = CARD_TEST_SET.replace("num=64", f"num={scale['test_images']}")
+    budget = Budget(train=train, test=test, steps=args.steps or scale["steps"])
+    rows = [row for row in ROWS if row.key in args.rows]
+
+    teachers = {
+        name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
+        for name in sorted({row.teacher for row in rows if row.teacher})
+    }
+    results: dict[str, list[RowResult]] = {}
+    machine = args.machine or ("gpu" if torch.cuda.is_available() else f"cpu-{os.cpu_count()}core")
+    out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods.md"
+    for seed_index, seed in enumerate(args.seeds):
+        for row in rows:
+            if seed_index > 0 and not row.headline:
+                continue
+            print(f"== {row.contender.label}, seed {seed}", flush=True)
+            result = train_contender(row.contender, budget, seed, args.work / "runs")
+            results.setdefault(row.key, []).append(result)
+            print(f"   AbsRel {result.metrics['abs_rel']:.4f} in {result.seconds / 60:.1f} min", flush=True)
+            # Rewritten after every row, so an interrupted benchmark keeps what it measured.
+            write_results(out, args, rows, results, teachers, budget, (time.perf_counter() - started) / 60)
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()

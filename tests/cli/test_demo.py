@@ -1,0 +1,68 @@
+"""``depthkd demo`` end to end on a tiny budget with a tiny transformer teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from depthkd.cli import main
+from depthkd.comparison import Budget, Contender, contender_recipe, gap_closed_share
+from depthkd.demo import DemoSettings, run_demo
+from depthkd.models import build_student, save_student
+
+TINY_VIT = {
+    "hidden_size": 32,
+    "num_layers": 4,
+    "num_heads": 2,
+    "patch_size": 8,
+    "neck_hidden_sizes": [8, 16, 32, 32],
+    "fusion_hidden_size": 16,
+    "head_hidden_size": 8,
+}
+
+
+@pytest.mark.slow
+def test_demo_writes_the_report(tmp_path):
+    torch.manual_seed(0)
+    teacher = save_student(build_student(arch="depth-anything", arch_options=TINY_VIT), tmp_path / "vit.safetensors")
+    out = tmp_path / "report"
+    settings = DemoSettings(steps=2, train_images=16, test_images=4, samples=2)
+    report = run_demo(out, teacher=f"torch:{teacher}", settings=settings)
+
+    text = report.read_text()
+    assert "| teacher `torch:" in text and "| student alone (`mobilenetv2_100`)" in text
+    assert "| student + tie-kd (`mobilenetv2_100`)" in text and "![samples](samples.png)" in text
+    for name in ("samples.png", "curves.png", "student-kd.onnx", "results.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    labels = [row["label"] for row in results["rows"]]
+    assert len(labels) == 3 and results["info"]["steps"] == 2
+    alone, distilled = results["rows"][1:]
+    assert alone["method"] == "supervised" and distilled["method"] == "tie-kd"
+    assert distilled["gmacs"] > 0 and distilled["params_m"] > 0
+    assert results["info"]["latency"]["student_ms"] > 0 and results["info"]["latency"]["teacher_ms"] > 0
+
+
+def test_contender_recipe_applies_the_budget(tmp_path):
+    budget = Budget(train="sim:indoor?num=8&size=64x96&seed=0", test="sim:indoor?num=4&size=64x96&seed=9", steps=50)
+    config = contender_recipe(Contender("DisDepth + GT", "disdepth-sim"), budget, 3, tmp_path)
+    assert config.data.train == budget.train and config.data.val == budget.test
+    assert config.trainer.max_steps == 50 and config.run.seed == 3
+    assert config.run.path == tmp_path / "disdepth-gt-s3"
+    options = config.method.options
+    assert (options.warmup_steps, options.acclimation_steps, options.distill_steps) == (20, 10, 30)
+    own = contender_recipe(Contender("data-free", "datafree-sim", own_data=True), budget, 0, tmp_path)
+    assert own.data.train.startswith("sim:ood_shapes+ood_clutter")
+
+
+def test_gap_closed_share():
+    assert gap_closed_share(alone=0.20, distilled=0.15, teacher=0.10) == pytest.approx(0.5)
+    assert gap_closed_share(alone=0.10, distilled=0.15, teacher=0.12) is None  # no gap to close
+
+
+def test_cli_rejects_an_unknown_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--method", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
