@@ -110,11 +110,16 @@ def write_results(path: Path, args: argparse.Namespace, rows: list[Row], results
                   teachers: dict[str, RowResult], budget: Budget, minutes: float) -> None:
     import depthkd
 
+    command = f"python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip()
+    json_path = path.with_suffix(".json")
+    commands = json.loads(json_path.read_text()).get("commands", []) if args.resume and json_path.is_file() else []
+    if command not in commands:
+        commands.append(command)
     lines = [
         f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget)",
         "",
-        f"Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".rstrip() + "; "
-        f"{minutes:.0f} min in all.",
+        "Command" + ("s (later ones resumed the earlier, adding rows)" if len(commands) > 1 else "") + ": "
+        + "; ".join(f"`{c}`" for c in commands) + f"; the last took {minutes:.0f} min.",
         f"Machine: {machine_description()}; Python {platform.python_version()}, torch {torch.__version__}, "
         f"depthkd {depthkd.__version__}.",
         f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
@@ -139,10 +144,19 @@ def write_results(path: Path, args: argparse.Namespace, rows: list[Row], results
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     payload = {
+        "commands": commands,
         "teachers": {k: v.to_dict() for k, v in teachers.items()},
         "rows": {k: [r.to_dict() for r in v] for k, v in results.items()},
     }
-    path.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def load_results(path: Path) -> dict[str, list[RowResult]]:
+    """The trained rows of an earlier (interrupted or partial) run of this benchmark."""
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {key: [RowResult(**values) for values in runs] for key, runs in rows.items()}
 
 
 def main() -> None:
@@ -154,6 +168,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/benchmark-methods"), help="data and run folders")
     parser.add_argument("--out", type=Path, default=None, help="results .md (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine tag of the results file (default: cpu-Ncore)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows/seeds already in the results JSON and run only the missing ones")
     args = parser.parse_args()
 
     scale = SCALES[args.scale]
@@ -167,12 +183,14 @@ def main() -> None:
         name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
         for name in sorted({row.teacher for row in rows if row.teacher})
     }
-    results: dict[str, list[RowResult]] = {}
     machine = args.machine or ("gpu" if torch.cuda.is_available() else f"cpu-{os.cpu_count()}core")
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods.md"
+    results = load_results(out.with_suffix(".json")) if args.resume else {}
     for seed_index, seed in enumerate(args.seeds):
         for row in rows:
             if seed_index > 0 and not row.headline:
+                continue
+            if any(r.seed == seed for r in results.get(row.key, [])):
                 continue
             print(f"== {row.contender.label}, seed {seed}", flush=True)
             result = train_contender(row.contender, budget, seed, args.work / "runs")
