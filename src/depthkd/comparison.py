@@ -8,7 +8,6 @@ Teachers appear as reference rows scored on the same test set.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -12,21 +12,13 @@ from depthkd.comparison import Budget, Contender, contender_recipe, gap_closed_s
 from depthkd.demo import DemoSettings, run_demo
 from depthkd.models import build_student, save_student
 
-TINY_VIT = {
-    "hidden_size": 32,
-    "num_layers": 4,
-    "num_heads": 2,
-    "patch_size": 8,
-    "neck_hidden_sizes": [8, 16, 32, 32],
-    "fusion_hidden_size": 16,
-    "head_hidden_size": 8,
-}
 
 
 @pytest.mark.slow
-def test_demo_writes_the_report(tmp_path):
+def test_demo_writes_the_report(tmp_path, tiny_depth_anything_options):
     torch.manual_seed(0)
-    teacher = save_student(build_student(arch="depth-anything", arch_options=TINY_VIT), tmp_path / "vit.safetensors")
+    tiny_vit = build_student(arch="depth-anything", arch_options=tiny_depth_anything_options)
+    teacher = save_student(tiny_vit, tmp_path / "vit.safetensors")
     out = tmp_path / "report"
     settings = DemoSettings(steps=2, train_images=16, test_images=4, samples=2)
     report = run_demo(out, teacher=f"torch:{teacher}", settings=settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,21 +11,12 @@ from depthkd.errors import ConfigError
 from depthkd.models import StudentConfig, build_student, load_student, save_student
 from depthkd.models.depth_anything import IMAGENET_MEAN, IMAGENET_STD, tapped_layers, to_huggingface
 
-TINY = {
-    "hidden_size": 32,
-    "num_layers": 4,
-    "num_heads": 2,
-    "patch_size": 8,
-    "neck_hidden_sizes": [8, 16, 32, 32],
-    "fusion_hidden_size": 16,
-    "head_hidden_size": 8,
-}
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_depth_anything_options):
     torch.manual_seed(0)
-    return build_student(arch="depth-anything", arch_options=TINY, max_depth=10).eval()
+    return build_student(arch="depth-anything", arch_options=tiny_depth_anything_options, max_depth=10).eval()
 
 
 def test_config_is_resolved_and_checked():
@@ -42,9 +35,9 @@ def test_config_is_resolved_and_checked():
         StudentConfig(arch="transformer")
 
 
-def test_non_integer_max_depth_is_refused():
+def test_non_integer_max_depth_is_refused(tiny_depth_anything_options):
     with pytest.raises(ConfigError, match="whole number of metres"):
-        build_student(arch="depth-anything", arch_options=TINY, max_depth=10.5)
+        build_student(arch="depth-anything", arch_options=tiny_depth_anything_options, max_depth=10.5)
 
 
 @pytest.mark.parametrize("size", [(64, 96), (60, 90)])
@@ -79,7 +72,7 @@ def test_checkpoint_round_trip_and_float16_file(tiny, tmp_path):
         assert (loaded(images).depth - tiny(images).depth).abs().max() < 0.05
 
 
-def test_trains_through_the_engine(tmp_path):
+def test_trains_through_the_engine(tmp_path, tiny_depth_anything_options):
     from depthkd.engine import load_recipe, train
 
     overrides = [
@@ -89,7 +82,7 @@ def test_trains_through_the_engine(tmp_path):
         "data.batch_size=4",
         "data.num_workers=0",
         "student.arch=depth-anything",
-        f"student.arch_options={TINY}".replace("'", '"'),
+        f"student.arch_options={json.dumps(tiny_depth_anything_options)}",
         "trainer.max_epochs=null",
         "trainer.max_steps=3",
         f"run.dir={tmp_path / 'run'}",
