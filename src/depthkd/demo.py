@@ -86,7 +86,7 @@ def render_training_set(folder: Path, num: int, seed: int) -> str:
     return f"folder:{folder}"
 
 
-def _predict_samples(paths: dict[str, Any], test: str, count: int) -> tuple[list[dict[str, np.ndarray]], str]:
+def predict_samples(paths: dict[str, str], test: str, count: int) -> list[dict[str, np.ndarray]]:
     """RGB, ground truth and every model's prediction for the first ``count`` test images."""
     from depthkd.data import dataset_from_spec
     from depthkd.inference import load_predictor
@@ -100,7 +100,7 @@ def _predict_samples(paths: dict[str, Any], test: str, count: int) -> tuple[list
         row = {"RGB": item["image"].permute(1, 2, 0).numpy(), "ground truth": item["depth"].squeeze().numpy()}
         row.update({name: columns[name][i].squeeze().numpy() for name in paths})
         rows.append(row)
-    return rows, test
+    return rows
 
 
 def plot_samples(rows: list[dict[str, np.ndarray]], path: Path) -> Path:
@@ -311,7 +311,7 @@ def run_demo(
 
     log.info("drawing samples and curves")
     assert alone.student_path is not None
-    samples, _ = _predict_samples(
+    samples = predict_samples(
         {"teacher": teacher, "student alone": str(alone.student_path), "student + KD": str(distilled.student_path)},
         test, settings.samples,
     )
