@@ -123,14 +123,14 @@ HEADER = [
 ]
 
 
-def table(rows: list[Row], results: dict[str, list[RowResult]], teachers: dict[str, RowResult]) -> list[str]:
+def table(results: dict[str, list[RowResult]], teachers: dict[str, RowResult]) -> list[str]:
     lines = ["**Teachers (reference rows, the built-in weights).**", "", *HEADER]
     for name, ref in teachers.items():
         m = ref.metrics
         lines.append(f"| teacher `{name}` | - | - | {m['abs_rel']:.4f} | {m['rmse']:.4f} | "
                      f"{m['d1']:.4f} | {ref.params_m:.2f} | {ref.gmacs:.3f} | - | - | - |")
     for group, text in GROUPS.items():
-        members = [row for row in rows if row.group == group and results.get(row.key)]
+        members = [row for row in ROWS if row.group == group and results.get(row.key)]
         if members:
             lines += ["", f"**{text}**", "", *group_lines(members, results, teachers)]
     return lines
@@ -160,19 +160,21 @@ def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: 
     return lines
 
 
-def write_results(path: Path, args: argparse.Namespace, rows: list[Row], results: dict[str, list[RowResult]],
+def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[RowResult]],
                   teachers: dict[str, RowResult], budget: Budget, minutes: float) -> None:
     import depthkd
 
     command = f"python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip()
     json_path = path.with_suffix(".json")
     commands = json.loads(json_path.read_text()).get("commands", []) if args.resume and json_path.is_file() else []
+    for other in args.include:  # the runs merged in
+        commands += [c for c in json.loads(other.read_text()).get("commands", []) if c not in commands]
     if command not in commands:
         commands.append(command)
     lines = [
         f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget)",
         "",
-        "Command" + ("s (later ones resumed the earlier, adding rows)" if len(commands) > 1 else "") + ": "
+        "Command" + ("s (later ones resumed or merged the earlier, adding rows)" if len(commands) > 1 else "") + ": "
         + "; ".join(f"`{c}`" for c in commands) + f"; the last took {minutes:.0f} min.",
         f"Machine: {machine_description()}; Python {platform.python_version()}, torch {torch.__version__}, "
         f"depthkd {depthkd.__version__}.",
@@ -182,12 +184,12 @@ def write_results(path: Path, args: argparse.Namespace, rows: list[Row], results
         "Gap closed = (AbsRel alone - AbsRel row) / (AbsRel alone - AbsRel of the row's teacher); 'beats alone' "
         "compares with the headline student alone (MobileNetV2, regression head, SILog on ground truth).",
         "",
-        *table(rows, results, teachers),
+        *table(results, teachers),
         "",
     ]
     lines += ["", "## Per seed", "", "| row | seed | AbsRel | RMSE | d1 | teacher AbsRel in run | min |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
+    for row in ROWS:
         for r in results.get(row.key) or []:
             t = r.teacher_metrics["abs_rel"] if r.teacher_metrics else None
             lines.append(f"| {row.contender.label} | {r.seed} | {r.metrics['abs_rel']:.4f} | {r.metrics['rmse']:.4f} | "
@@ -221,6 +223,8 @@ def main() -> None:
     parser.add_argument("--machine", default=None, help="machine tag of the results file (default: cpu-Ncore)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows/seeds already in the results JSON and run only the missing ones")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="results JSONs of other runs of this benchmark (same budget) to merge into this one")
     args = parser.parse_args()
 
     scale = SCALES[args.scale]
@@ -228,7 +232,8 @@ def main() -> None:
     train = render_training_set(args.work / "data" / f"train-{scale['train_images']}", scale["train_images"], 0)
     test = CARD_TEST_SET.replace("num=64", f"num={scale['test_images']}")
     budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
-    rows = [row for row in ROWS if row.key in args.rows]
+    by_key = {row.key: row for row in ROWS}
+    rows = [by_key[key] for key in dict.fromkeys(args.rows)]
 
     teachers = {
         name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
@@ -237,10 +242,12 @@ def main() -> None:
     machine = args.machine or ("gpu" if torch.cuda.is_available() else f"cpu-{os.cpu_count()}core")
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods.md"
     results = load_results(out.with_suffix(".json")) if args.resume else {}
-    for seed_index, seed in enumerate(args.seeds):
-        for row in rows:
-            if seed_index > 0 and not row.headline:
-                continue
+    for other in args.include:
+        for key, runs in load_results(other).items():
+            seen = {r.seed for r in results.get(key, [])}
+            results.setdefault(key, []).extend(r for r in runs if r.seed not in seen)
+    for row in rows:  # in the order given, so a partial run measures the rows asked for first
+        for seed in args.seeds if row.headline else args.seeds[:1]:
             if any(r.seed == seed for r in results.get(row.key, [])):
                 continue
             print(f"== {row.contender.label}, seed {seed}", flush=True)
@@ -248,7 +255,7 @@ def main() -> None:
             results.setdefault(row.key, []).append(result)
             print(f"   AbsRel {result.metrics['abs_rel']:.4f} in {result.seconds / 60:.1f} min", flush=True)
             # Rewritten after every row, so an interrupted benchmark keeps what it measured.
-            write_results(out, args, rows, results, teachers, budget, (time.perf_counter() - started) / 60)
+            write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60)
     print(out.read_text())
 
 
