@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -164,7 +165,7 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
                   teachers: dict[str, RowResult], budget: Budget, minutes: float) -> None:
     import depthkd
 
-    command = f"python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}".rstrip()
+    command = f"python benchmarks/{Path(sys.argv[0]).name} {shlex.join(sys.argv[1:])}".rstrip()
     json_path = path.with_suffix(".json")
     commands = json.loads(json_path.read_text()).get("commands", []) if args.resume and json_path.is_file() else []
     for other in args.include:  # the runs merged in
@@ -181,6 +182,7 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
         "(data-free: its recipe's out-of-distribution domains); test set "
         f"`{budget.test}`, protocol `{CARD_PROTOCOL}`, no alignment; params/GMACs at 128x160.",
+        *([args.note] if args.note else []),
         "Gap closed = (AbsRel alone - AbsRel row) / (AbsRel alone - AbsRel of the row's teacher); 'beats alone' "
         "compares with the headline student alone (MobileNetV2, regression head, SILog on ground truth).",
         "",
@@ -223,6 +225,7 @@ def main() -> None:
     parser.add_argument("--machine", default=None, help="machine tag of the results file (default: cpu-Ncore)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows/seeds already in the results JSON and run only the missing ones")
+    parser.add_argument("--note", default="", help="a line for the results file (how the run was made)")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="results JSONs of other runs of this benchmark (same budget) to merge into this one")
     args = parser.parse_args()
@@ -256,6 +259,7 @@ def main() -> None:
             print(f"   AbsRel {result.metrics['abs_rel']:.4f} in {result.seconds / 60:.1f} min", flush=True)
             # Rewritten after every row, so an interrupted benchmark keeps what it measured.
             write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60)
+    write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60)
     print(out.read_text())
 
 
