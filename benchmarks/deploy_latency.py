@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from depthkd.bench import cpu_name
 from depthkd.cli import parse_size
 from depthkd.export import export_onnx
 from depthkd.latency import BenchmarkReport, ModelBenchmark, benchmark
@@ -128,14 +129,7 @@ def int8_latency(checkpoint: Path, args: argparse.Namespace, folder: Path) -> tu
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import onnxruntime
 
     return f"{cpu}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}"

@@ -13,24 +13,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 from pathlib import Path
 
 import torch
 
-from depthkd.bench import count_macs, count_parameters
+from depthkd.bench import count_macs, count_parameters, cpu_name
 from depthkd.evaluate import evaluate
 from depthkd.models import load_student, save_student
 from depthkd.models.teachers.builtin import BUILTIN_TEACHERS, CARD_FILE, CARD_PROTOCOL, CARD_TEST_SET, weights_dir
 
 METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def wall_minutes(run_dir: Path) -> float:

@@ -1,4 +1,4 @@
-"""Model cost: parameter count and multiply-accumulates (MACs) per forward pass.
+"""Model cost: parameter count and multiply-accumulates (MACs) per forward pass; the CPU it ran on.
 
 MACs come from PyTorch's own operator counter (``torch.utils.flop_counter.FlopCounterMode``), which
 counts the matrix-multiply-like operators (convolutions, linear layers, matmuls, attention) and
@@ -8,7 +8,9 @@ additions) is not counted, as in most papers' MAC tables.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -43,3 +45,14 @@ def count_macs(
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``'s ``model name``; ``platform`` elsewhere), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -178,13 +178,12 @@ def score_teacher(
     from depthkd.data import dataset_from_spec
     from depthkd.evaluate import evaluate_dataset
     from depthkd.inference import load_predictor
-    from depthkd.models import load_teacher
 
     started = time.perf_counter()
     predictor = load_predictor(spec)
     result = evaluate_dataset(predictor, dataset_from_spec(test), protocol=protocol, batch_size=8, data_name=test,
                               description=f"scoring {spec}")
-    params, gmacs = model_cost(load_teacher(spec).model, size)
+    params, gmacs = model_cost(getattr(predictor.model, "model", predictor.model), size)  # the teacher's network
     return RowResult(
         label=label or f"teacher {spec}",
         method="teacher",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -243,14 +242,9 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
 def machine_description() -> str:
     import os
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    from depthkd.bench import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def run_demo(
