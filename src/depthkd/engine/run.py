@@ -73,6 +73,32 @@ _QUIET = (
 )
 
 
+class _DropAdverts(logging.Filter):
+    """Drop Lightning's product tips (they are not about the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def route_lightning_logs() -> None:
+    """Send Lightning's log lines through the application's handlers only.
+
+    ``import lightning`` attaches its own stderr handler, so under the CLI's rich logging every line of
+    Lightning's appeared twice; where the root logger is configured, that handler is removed.
+    """
+    if logging.getLogger().handlers:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            named = logging.getLogger(name)
+            for handler in list(named.handlers):
+                if type(handler) is logging.StreamHandler:
+                    named.removeHandler(handler)
+            named.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        named = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdverts) for f in named.filters):
+            named.addFilter(_DropAdverts())
+
+
 @dataclass
 class RunResult:
     """What a finished run produced.
@@ -569,6 +595,7 @@ def run_recipe(config: RecipeConfig, callbacks: Sequence[Callback] = ()) -> RunR
     """
     config = copy.deepcopy(config)
     run_dir = config.run.path
+    route_lightning_logs()
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)

@@ -1,0 +1,41 @@
+"""Lightning's log lines reach the application's handlers once, without product adverts."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning  # noqa: F401  (attaches Lightning's own handler)
+
+from depthkd.engine.run import route_lightning_logs
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_lightning_lines_go_through_the_root_handler_once_and_tips_are_dropped() -> None:
+    root = logging.getLogger()
+    collect = _Collect()
+    root.addHandler(collect)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        logging.getLogger("lightning").addHandler(logging.StreamHandler())
+        logging.getLogger("lightning.pytorch").addHandler(logging.StreamHandler())
+        logging.getLogger("lightning.pytorch").propagate = False  # as when imported before logging was set up
+        route_lightning_logs()
+        for name in ("lightning", "lightning.pytorch"):
+            assert not [h for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+        rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        rank_zero.info("GPU available: False, used: False")
+        rank_zero.info("💡 Tip: try installing something")
+        assert collect.messages.count("GPU available: False, used: False") == 1
+        assert not [m for m in collect.messages if "Tip:" in m]
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(old_level)
