@@ -11,7 +11,7 @@ and writes a report folder:
 - ``curves.png``: training loss and validation AbsRel of both students;
 - ``results.json``, ``student-kd.onnx`` (+ sidecar), and the runs (checkpoints, logs) under ``runs/``.
 
-Deterministic per seed on one machine. The full budget takes about 10 minutes on 2 CPU cores,
+Deterministic per seed on one machine. The full budget takes about 13 minutes on 2 CPU cores,
 ``--quick`` about 2.
 """
 
@@ -57,7 +57,7 @@ IMAGE_SIZE = (128, 160)
 class DemoSettings:
     """One demo run's budget (``--quick`` swaps in :data:`QUICK`)."""
 
-    steps: int = 800
+    steps: int = 600
     train_images: int = 1000
     test_images: int = 64
     samples: int = 4
