@@ -90,3 +90,43 @@ def test_trains_through_the_engine(tmp_path, tiny_depth_anything_options):
     result = train(load_recipe("supervised-sim", overrides))
     student = load_student(result.student_path)
     assert student.config.arch == "depth-anything" and result.metrics["abs_rel"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_hybrid(tiny_depth_anything_options):
+    torch.manual_seed(0)
+    options = {**tiny_depth_anything_options, "stem": "resnet10t"}
+    return build_student(arch="depth-anything", arch_options=options, max_depth=10).eval()
+
+
+def test_hybrid_stem_feeds_the_finest_level_and_the_vit_reads_its_coarse_map(tiny_hybrid):
+    with torch.no_grad():
+        out = tiny_hybrid(torch.rand(2, 3, 64, 96))
+    assert out.depth.shape == (2, 1, 64, 96)
+    assert [tuple(f.shape) for f in out.features] == [(2, 32, 16, 24)] + [(2, 32, 8, 12)] * 3
+    assert tiny_hybrid.encoder.reductions == [4, 8, 8, 8]
+    # One token per stem pixel: the ViT's patch embedding is a 1x1 projection of the stem's channels.
+    embedding = tiny_hybrid.encoder.backbone.embeddings.patch_embeddings.projection
+    assert embedding.kernel_size == (1, 1) and embedding.in_channels == tiny_hybrid.encoder.stem.channels
+
+
+def test_hybrid_learns_through_the_stem_and_round_trips(tiny_hybrid, tmp_path):
+    tiny_hybrid.train()
+    tiny_hybrid(torch.rand(2, 3, 64, 96)).depth.mean().backward()
+    stem_grads = [p.grad for p in tiny_hybrid.encoder.stem.parameters()]
+    assert all(g is not None for g in stem_grads) and any(float(g.abs().sum()) > 0 for g in stem_grads)
+    tiny_hybrid.eval()
+    path = save_student(tiny_hybrid, tmp_path / "hybrid.safetensors")
+    images = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(load_student(path)(images).depth, tiny_hybrid(images).depth)
+    with pytest.raises(ConfigError, match="hybrid .* has no transformers class"):
+        to_huggingface(tiny_hybrid)
+
+
+def test_hybrid_stem_errors_name_the_problem(tiny_depth_anything_options):
+    with pytest.raises(ConfigError, match="stem .resnet10t. has no feature map at stride 64"):
+        build_student(arch="depth-anything", arch_options={**tiny_depth_anything_options, "stem": "resnet10t",
+                                                           "patch_size": 64, "num_heads": 2})
+    with pytest.raises(ConfigError, match="stem=3: expected a timm model name"):
+        StudentConfig(arch="depth-anything", arch_options={"stem": 3})

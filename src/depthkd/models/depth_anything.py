@@ -5,7 +5,11 @@ The built-in ``sim-vit`` teacher is the Hugging Face ``DepthAnythingForDepthEsti
 like any student, so the network is split into the three parts :class:`DepthStudent` composes:
 
 - :class:`ViTEncoder`: ``Dinov2Backbone``; returns the tapped layers' patch tokens as ``(B,C,h,w)``
-  maps (what DisDepth and feature KD distil from a transformer teacher);
+  maps (what DisDepth and feature KD distil from a transformer teacher). With the ``stem`` option it is
+  a hybrid, laid out as DPT-Hybrid is: a timm CNN (:class:`HybridStem`) replaces the patch embedding,
+  the ViT reads its stride-``patch_size`` map one token per pixel, and the CNN's map at half that
+  stride feeds the neck's finest level (a conv stem learns local structure far faster from scratch
+  than a linear patch embedding does);
 - :class:`DPTNeckDecoder`: ``DepthAnythingNeck`` (reassemble to strides patch/4 .. patch*2, fusion);
 - :class:`DepthAnythingMetricHead`: ``DepthAnythingDepthEstimationHead`` (``sigmoid * max_depth``).
 
@@ -37,9 +41,11 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "neck_hidden_sizes": [48, 96, 192, 192],
     "fusion_hidden_size": 64,
     "head_hidden_size": 32,
+    "stem": None,
 }
 """Our small defaults (the released ViT-S uses 384 / 12 / 6 / patch 14 / neck [48, 96, 192, 384] /
-fusion 64). Patch 8 instead of 14 keeps low-resolution inputs (96x128) at a useful token grid (12x16)."""
+fusion 64). Patch 8 instead of 14 keeps low-resolution inputs (96x128) at a useful token grid (12x16).
+``stem`` (a timm model name, default none) makes the encoder a CNN + ViT hybrid (see the module doc)."""
 
 
 def resolve_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -65,6 +71,11 @@ def resolve_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     if values["num_layers"] < 4:
         raise ConfigError(f"depth-anything num_layers={values['num_layers']}: expected at least 4 (four taps)")
+    stem = values["stem"]
+    if stem is not None and not (isinstance(stem, str) and stem):
+        raise ConfigError(f"depth-anything stem={stem!r}: expected a timm model name or null")
+    if stem is not None and values["patch_size"] % 2:
+        raise ConfigError(f"depth-anything patch_size={values['patch_size']} with a stem: expected an even stride")
     return values
 
 
@@ -73,20 +84,32 @@ def tapped_layers(num_layers: int) -> list[int]:
     return [round(num_layers * k / 4) for k in range(1, 5)]
 
 
-def depth_anything_config(options: Mapping[str, Any], max_depth: float) -> Any:
-    """The transformers ``DepthAnythingConfig`` (metric head) for resolved ``options``."""
+PURE_FACTORS = [4, 2, 1, 0.5]
+"""Neck resampling of the four token maps: strides patch/4 .. patch*2 (Depth Anything's layout)."""
+HYBRID_FACTORS = [1, 1, 0.5, 0.25]
+"""Hybrid neck: the stem's map (stride patch/2) as it is, then the last three taps at strides patch .. patch*4."""
+
+
+def depth_anything_config(options: Mapping[str, Any], max_depth: float, stem_channels: int | None = None) -> Any:
+    """The transformers ``DepthAnythingConfig`` (metric head) for resolved ``options``.
+
+    ``stem_channels`` (hybrids only): channels of the stem map the ViT reads, one token per pixel.
+    """
     from transformers import DepthAnythingConfig, Dinov2Config
 
     if float(max_depth) != int(max_depth):
         raise ConfigError(f"max_depth={max_depth}: the depth-anything metric head takes a whole number of metres")
+    hybrid = stem_channels is not None
+    taps = tapped_layers(options["num_layers"])
     backbone = Dinov2Config(
         hidden_size=options["hidden_size"],
         num_hidden_layers=options["num_layers"],
         num_attention_heads=options["num_heads"],
         mlp_ratio=options["mlp_ratio"],
-        patch_size=options["patch_size"],
-        image_size=options["patch_size"] * 16,
-        out_indices=tapped_layers(options["num_layers"]),
+        num_channels=stem_channels if hybrid else 3,
+        patch_size=1 if hybrid else options["patch_size"],
+        image_size=16 if hybrid else options["patch_size"] * 16,
+        out_indices=taps[1:] if hybrid else taps,
         apply_layernorm=True,
         reshape_hidden_states=False,
     )
@@ -94,7 +117,7 @@ def depth_anything_config(options: Mapping[str, Any], max_depth: float) -> Any:
         backbone_config=backbone,
         patch_size=options["patch_size"],
         reassemble_hidden_size=options["hidden_size"],
-        reassemble_factors=[4, 2, 1, 0.5],
+        reassemble_factors=HYBRID_FACTORS if hybrid else PURE_FACTORS,
         neck_hidden_sizes=options["neck_hidden_sizes"],
         fusion_hidden_size=options["fusion_hidden_size"],
         head_in_index=-1,
@@ -104,24 +127,58 @@ def depth_anything_config(options: Mapping[str, Any], max_depth: float) -> Any:
     )
 
 
+class HybridStem(nn.Module):
+    """A timm CNN's maps at strides ``patch/2`` and ``patch``: the first feeds the neck, the second the ViT.
+
+    Attributes:
+        cnn: the timm ``features_only`` model (random init: the teacher is trained from scratch).
+        projection: 1x1 conv of the fine map to the ViT width, so the neck reads four equally wide maps.
+        channels: channels of the coarse map (the ViT's input).
+    """
+
+    def __init__(self, name: str, patch_size: int, hidden_size: int) -> None:
+        super().__init__()
+        from depthkd.models.encoder import create_backbone
+
+        reductions = list(create_backbone(name).feature_info.reduction())
+        wanted = [patch_size // 2, patch_size]
+        missing = [r for r in wanted if r not in reductions]
+        if missing:
+            raise ConfigError(
+                f"depth-anything stem {name!r} has no feature map at stride {missing[0]}: its strides are "
+                f"{reductions}; expected maps at patch_size/2 and patch_size ({wanted})"
+            )
+        self.cnn = create_backbone(name, [reductions.index(r) for r in wanted])
+        fine, coarse = self.cnn.feature_info.channels()
+        self.projection = nn.Conv2d(fine, hidden_size, kernel_size=1)
+        self.channels = int(coarse)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        fine, coarse = self.cnn(images)
+        return self.projection(fine), coarse
+
+
 class ViTEncoder(nn.Module):
     """ImageNet-normalise ``[0,1]`` images, run the DINOv2 backbone, return tapped tokens as maps.
 
     Inputs whose sides are not multiples of the patch size are resized to the nearest multiples (the
-    head's output is resized back to the input size).
+    head's output is resized back to the input size). With a :class:`HybridStem` the first map is the
+    stem's (stride ``patch/2``) and the other three are the last three taps.
 
     Attributes:
         backbone: the transformers ``Dinov2Backbone``.
+        stem: the hybrid's CNN stem, or ``None`` (a linear patch embedding, as released).
         patch_size: side of a patch in pixels.
         channels, reductions: per returned map, as the timm encoder reports them.
     """
 
-    def __init__(self, backbone: nn.Module, patch_size: int, hidden_size: int) -> None:
+    def __init__(self, backbone: nn.Module, patch_size: int, hidden_size: int, stem: HybridStem | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.stem = stem
         self.patch_size = int(patch_size)
         self.channels = [int(hidden_size)] * 4
-        self.reductions = [self.patch_size] * 4
+        self.reductions = [self.patch_size] * 4 if stem is None else [self.patch_size // 2] + [self.patch_size] * 3
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, -1, 1, 1), persistent=False)
 
@@ -132,9 +189,14 @@ class ViTEncoder(nn.Module):
         size = (grid_h * self.patch_size, grid_w * self.patch_size)
         if (height, width) != size:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        tokens = self.backbone((images - self.mean) / self.std).feature_maps
+        images = (images - self.mean) / self.std
+        first: list[Tensor] = []
+        if self.stem is not None:
+            fine, images = self.stem(images)
+            first = [fine]
+        tokens = self.backbone(images).feature_maps
         # Drop the class token; patch tokens row-major -> (B, C, h, w).
-        return [t[:, 1:].transpose(1, 2).reshape(t.shape[0], t.shape[-1], grid_h, grid_w) for t in tokens]
+        return first + [t[:, 1:].transpose(1, 2).reshape(t.shape[0], t.shape[-1], grid_h, grid_w) for t in tokens]
 
 
 class DPTNeckDecoder(nn.Module):
@@ -170,12 +232,17 @@ class DepthAnythingMetricHead(nn.Module):
 def build_depth_anything_parts(
     options: Mapping[str, Any], min_depth: float, max_depth: float
 ) -> tuple[ViTEncoder, DPTNeckDecoder, DepthAnythingMetricHead]:
-    """Encoder, decoder and head of a randomly initialised metric Depth Anything."""
+    """Encoder, decoder and head of a randomly initialised metric Depth Anything (hybrid with ``stem``)."""
     from transformers import DepthAnythingForDepthEstimation
 
-    model = DepthAnythingForDepthEstimation(depth_anything_config(options, max_depth))
+    stem = None
+    if options.get("stem"):
+        stem = HybridStem(options["stem"], options["patch_size"], options["hidden_size"])
+    model = DepthAnythingForDepthEstimation(
+        depth_anything_config(options, max_depth, stem.channels if stem is not None else None)
+    )
     return (
-        ViTEncoder(model.backbone, options["patch_size"], options["hidden_size"]),
+        ViTEncoder(model.backbone, options["patch_size"], options["hidden_size"], stem),
         DPTNeckDecoder(model.neck, options["fusion_hidden_size"]),
         DepthAnythingMetricHead(model.head, min_depth),
     )
@@ -192,6 +259,11 @@ def to_huggingface(student: nn.Module) -> Any:
     config = student.config
     if config.arch != "depth-anything":
         raise ConfigError(f"to_huggingface needs a depth-anything student, got arch {config.arch!r}")
+    if config.arch_options.get("stem"):
+        raise ConfigError(
+            f"to_huggingface: a hybrid (stem {config.arch_options['stem']!r}) has no transformers class; "
+            "only students without a stem convert"
+        )
     model = DepthAnythingForDepthEstimation(depth_anything_config(config.arch_options, config.max_depth))
     model.backbone.load_state_dict(student.encoder.backbone.state_dict())
     model.neck.load_state_dict(student.decoder.neck.state_dict())
