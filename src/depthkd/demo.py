@@ -177,6 +177,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def gap_verdict(closed: float | None) -> str:
+    """One sentence on the gap closed, so a reader never has to interpret a negative share."""
+    if closed is None:
+        return "The teacher is no better than the student alone here: there was no gap to close."
+    if closed < 0:
+        return "Distillation made the student *worse* than training it alone under this budget."
+    if closed >= 0.5:
+        return "Distillation closed at least half of the gap."
+    return "Distillation helped, but closed less than half of the gap."
+
+
 def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path:
     """``report.md``: the table, the gap closed, the pictures and how the numbers were made."""
     teacher, alone, distilled = rows
@@ -209,7 +220,7 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
         f"- The distilled student closes **{_fmt(None if closed is None else 100 * closed, 1)}%** of the AbsRel gap "
         "between the student alone and the teacher "
         f"(alone {alone.metrics['abs_rel']:.4f}, distilled {distilled.metrics['abs_rel']:.4f}, teacher "
-        f"{teacher.metrics['abs_rel']:.4f}).",
+        f"{teacher.metrics['abs_rel']:.4f}). {gap_verdict(closed)}",
         f"- It has 1/{ratio:.1f} of the teacher's MACs and runs {_fmt(speed, 1)}x faster in onnxruntime "
         f"({info.get('threads', 2)} threads, batch 1, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}).",
         f"- MACs at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} (FLOPs / 2, torch's FlopCounterMode).",

@@ -9,7 +9,7 @@ import torch
 
 from depthkd.cli import main
 from depthkd.comparison import Budget, Contender, contender_recipe, gap_closed_share
-from depthkd.demo import DemoSettings, run_demo
+from depthkd.demo import DemoSettings, gap_verdict, run_demo
 from depthkd.models import build_student, save_student
 
 
@@ -52,6 +52,8 @@ def test_contender_recipe_applies_the_budget(tmp_path):
 def test_gap_closed_share():
     assert gap_closed_share(alone=0.20, distilled=0.15, teacher=0.10) == pytest.approx(0.5)
     assert gap_closed_share(alone=0.10, distilled=0.15, teacher=0.12) is None  # no gap to close
+    assert "no gap" in gap_verdict(None) and "worse" in gap_verdict(-0.2)
+    assert "half" in gap_verdict(0.6) and "less than half" in gap_verdict(0.3)
 
 
 def test_cli_rejects_an_unknown_method(capsys):
