@@ -70,6 +70,8 @@ ROWS = [
     Row("data-free", Contender("data-free: OOD + mixing + transformation", "datafree-sim", own_data=True),
         "sim-resnet", True, "headline"),
     # TIE-KD ablations
+    Row("dpm-alone", Contender("DPM-head student alone (SILog on GT)", "supervised-sim", ("student.head=dpm",)),
+        None, False, "tie-kd"),
     Row("response-ssim", Contender("response KD, SSIM", "response-sim"), "sim-vit", False, "tie-kd"),
     Row("response-si", Contender("response KD, SI", "response-sim", ("method.options.loss=si",)), "sim-vit", False,
         "tie-kd"),

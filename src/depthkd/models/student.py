@@ -48,7 +48,8 @@ class StudentConfig:
             Depth Anything network: DINOv2 ViT, DPT neck, metric head; regression only, ``backbone``
             is ``dinov2``). See :mod:`depthkd.models.depth_anything`.
         arch_options: ``depth-anything`` sizes (hidden_size, num_layers, num_heads, patch_size,
-            mlp_ratio, neck_hidden_sizes, fusion_hidden_size, head_hidden_size); stored resolved.
+            mlp_ratio, neck_hidden_sizes, fusion_hidden_size, head_hidden_size) and ``stem`` (a timm
+            CNN that makes it a DPT-Hybrid-style CNN + ViT); stored resolved.
     """
 
     backbone: str = "mobilenetv2_100"
