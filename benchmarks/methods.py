@@ -240,10 +240,6 @@ def main() -> None:
     by_key = {row.key: row for row in ROWS}
     rows = [by_key[key] for key in dict.fromkeys(args.rows)]
 
-    teachers = {
-        name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
-        for name in sorted({row.teacher for row in rows if row.teacher})
-    }
     machine = args.machine or ("gpu" if torch.cuda.is_available() else f"cpu-{os.cpu_count()}core")
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods.md"
     results = load_results(out.with_suffix(".json")) if args.resume else {}
@@ -251,6 +247,12 @@ def main() -> None:
         for key, runs in load_results(other).items():
             seen = {r.seed for r in results.get(key, [])}
             results.setdefault(key, []).extend(r for r in runs if r.seed not in seen)
+    # The reference rows of every teacher in the file, not only of the rows run now.
+    reported = rows + [by_key[key] for key in results if key in by_key]
+    teachers = {
+        name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
+        for name in sorted({row.teacher for row in reported if row.teacher})
+    }
     for row in rows:  # in the order given, so a partial run measures the rows asked for first
         for seed in args.seeds if row.headline else args.seeds[:1]:
             if any(r.seed == seed for r in results.get(row.key, [])):
