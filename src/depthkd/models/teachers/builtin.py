@@ -7,8 +7,9 @@ metrics of the shipped weights; ``MODEL_CARD.md`` is the same for people). They 
 
 >>> teacher = load_teacher("sim-vit")          # doctest: +SKIP
 
-- ``sim-vit``: the Hugging Face Depth Anything architecture (DINOv2 ViT + DPT neck, metric head): the
-  transformer teacher of TIE-KD, DisDepth and ``depthkd demo``.
+- ``sim-vit``: the Hugging Face Depth Anything architecture in DPT-Hybrid layout (a ResNet stem, a
+  DINOv2 ViT on its stride-8 map, DPT neck, metric head): the transformer teacher of TIE-KD, DisDepth
+  and ``depthkd demo``.
 - ``sim-resnet``: ResNet-10-T + U-Net decoder with BatchNorm throughout: the teacher of data-free
   distillation, whose BatchNorm statistics the synthesised images must match.
 
@@ -28,7 +29,8 @@ from depthkd.errors import ModelError
 from depthkd.models.teachers.base import Teacher, path_fingerprint, settings_hash
 
 BUILTIN_TEACHERS: dict[str, str] = {
-    "sim-vit": "Depth Anything architecture (DINOv2 ViT-192x8, patch 8, DPT neck, metric head to 10 m)",
+    "sim-vit": "Depth Anything architecture, DPT-Hybrid layout (ResNet-18-D stem to stride 8, DINOv2 ViT-192x8 "
+               "on its map, DPT neck, metric head to 10 m)",
     "sim-resnet": "ResNet-10-T encoder + U-Net decoder, BatchNorm throughout, regression head to 10 m",
 }
 """Name -> one-line description of every built-in teacher."""
