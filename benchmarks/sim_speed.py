@@ -6,6 +6,12 @@ Measures, on ``--threads`` CPU threads (default 2):
   shading, shadows): images per second, best of ``--repeats`` timed batches after a warm-up;
   targets 50 and 200 images/s;
 - other domains at 240x320, for information;
+- ``render_batch`` in ``--workers`` independent processes of one thread each (a barrier starts
+  them together): what the cores give when each renders whole batches, scene sampling (Python)
+  included, instead of sharing every op between threads;
+- the same scenes as training reads them: :class:`~depthkd.sim.SimStream` behind a ``DataLoader``
+  with ``--workers`` processes (default: one per thread; PyTorch gives each worker one thread); the
+  gap to the figure above is the cost of handing items between processes;
 - one training step of a MobileNetV2 student (timm ``mobilenetv2_100`` features_only encoder and a
   small convolutional decoder; forward, backward, AdamW step) on a batch of 8 at 240x320, and the
   ratio of simulator images/s to training images/s (target >= 3: the simulator must not be the
@@ -15,7 +21,7 @@ Wall-clock numbers depend on what else runs on the machine. With two OpenMP thre
 cores, threads spin at every op's barrier while the other is descheduled, which inflates both wall
 and CPU time several-fold; ``--threads 1`` then gives the cleaner per-core cost (CPU ms/img).
 
-    python benchmarks/sim_speed.py [--threads 2] [--repeats 5] [--device cpu]
+    python benchmarks/sim_speed.py [--threads 2] [--workers 2] [--repeats 5] [--device cpu]
 """
 
 from __future__ import annotations
@@ -66,6 +72,52 @@ class TinyDepthStudent(nn.Module):
         return nn.functional.softplus(self.head(y))
 
 
+def _render_in_process(domain: str, size: tuple[int, int], batch: int, batches: int, offset: int,
+                       barrier) -> float:
+    torch.set_num_threads(1)
+    from depthkd.sim import render_batch
+
+    render_batch(domain, batch, size, offset)  # warm-up
+    barrier.wait()
+    start = time.perf_counter()
+    for k in range(batches):
+        render_batch(domain, batch, size, offset + 1 + k)
+    return time.perf_counter() - start
+
+
+def process_rate(domain: str, size: tuple[int, int], workers: int, batch: int, batches: int = 6) -> float:
+    """Images/s of ``workers`` processes rendering at once (one thread each), started together."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(workers)
+    with context.Pool(workers) as pool:
+        jobs = [pool.apply_async(_render_in_process, (domain, size, batch, batches, 1000 * w, barrier))
+                for w in range(workers)]
+        seconds = max(job.get() for job in jobs)
+    return workers * batches * batch / seconds
+
+
+def loader_rate(domain: str, size: tuple[int, int], workers: int, render_chunk: int, batches: int = 24) -> float:
+    """Images/s of ``SimStream`` through a DataLoader with ``workers`` processes, in steady state
+    (after every worker has delivered its first batches)."""
+    from torch.utils.data import DataLoader
+
+    from depthkd.sim import SimStream
+
+    stream = SimStream(domain, size, seed=0, batch_render=render_chunk)
+    loader = DataLoader(stream, batch_size=render_chunk, num_workers=workers, prefetch_factor=2)
+    batches_seen = iter(loader)
+    for _ in range(2 * workers):  # warm-up: worker start, first chunks
+        next(batches_seen)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(batches_seen)
+    rate = batches * render_chunk / (time.perf_counter() - start)
+    del batches_seen  # shuts the workers down
+    return rate
+
+
 def training_step_time(device: torch.device, repeats: int, batch: int = 8, size=(240, 320)) -> tuple[float, float]:
     model = TinyDepthStudent().to(device).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -88,6 +140,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader worker processes of the training-path figures (default: --threads)")
     parser.add_argument("--skip-student", action="store_true", help="only time the simulator")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,6 +167,20 @@ def main() -> None:
         verdict = "" if target is None else ("ok" if rate >= target else f"< {target:g}")
         print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {batch:5d} {prims:6.1f} {rate:8.1f} "
               f"{cpu / batch * 1000:10.1f} {verdict:>7s}")
+
+    if device.type == "cpu":
+        workers = args.workers or args.threads
+        targets = [("indoor", (240, 320), 8, 50.0), ("indoor", (120, 160), 32, 200.0)]
+        for title, measure in [
+            (f"render_batch in {workers} processes at once (1 thread each):", process_rate),
+            (f"As training reads them: SimStream + DataLoader, {workers} worker processes (1 thread each):",
+             loader_rate),
+        ]:
+            print(title)
+            for domain, size, chunk, target in targets:
+                rate = measure(domain, size, workers, chunk)
+                print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {chunk:5d} {'':6s} {rate:8.1f} {'':10s} "
+                      f"{'ok' if rate >= target else f'< {target:g}':>7s}")
 
     if args.skip_student:
         return
