@@ -175,7 +175,8 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
     if command not in commands:
         commands.append(command)
     lines = [
-        f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget)",
+        f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget"
+        f"{f', {budget.steps} steps' if args.steps else ''})",
         "",
         "Command" + ("s (later ones resumed or merged the earlier, adding rows)" if len(commands) > 1 else "") + ": "
         + "; ".join(f"`{c}`" for c in commands) + f"; the last took {minutes:.0f} min.",
