@@ -248,7 +248,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         description="Render simulated indoor scenes, train a student alone and with a distillation method "
         "under the same budget, score them and the built-in teacher sim-vit on a fixed test set, export the "
         "distilled student to ONNX, time it against the teacher, and write report.md, samples.png and "
-        f"curves.png. Needs nothing but the installed package: about 11 minutes on 2 CPU cores "
+        f"curves.png. Needs nothing but the installed package: about 12 minutes on 2 CPU cores "
         f"({FULL.steps} steps per student), --quick about 2 ({QUICK.steps} steps).",
     )
     p.add_argument("--out", default="demo-report", help="report folder (default: demo-report)")

@@ -11,7 +11,7 @@ and writes a report folder:
 - ``curves.png``: training loss and validation AbsRel of both students;
 - ``results.json``, ``student-kd.onnx`` (+ sidecar), and the runs (checkpoints, logs) under ``runs/``.
 
-Deterministic per seed on one machine. The full budget takes about 11 minutes on 2 CPU cores,
+Deterministic per seed on one machine. The full budget takes about 12 minutes on 2 CPU cores,
 ``--quick`` about 2.
 """
 
