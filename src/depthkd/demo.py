@@ -61,7 +61,8 @@ class DemoSettings:
     so at short budgets the distilled student trails the student alone (600 steps, seed 0: 0.311 vs
     0.269 AbsRel). At 1000 steps they are level within a seed's noise (final 0.251 vs 0.260; the
     student alone read 0.246 at step 750); at 2000 (the method benchmark, 2000 scenes) TIE-KD leads,
-    0.195 vs 0.203. 1000 is the longest budget that keeps the demo well under 15 minutes on 2 cores.
+    0.195 vs 0.203. At 1000 the whole demo took 10.6-11.9 min on 2 cores (limit 15); longer budgets
+    were not timed.
     ``--quick`` is too short for the method: it shows the pipeline.
     """
 
