@@ -39,12 +39,13 @@ def _noise_field(device: torch.device) -> torch.Tensor:
 
 def add_sensor_noise(batch: SceneBatch, image: torch.Tensor) -> torch.Tensor:
     """Add Gaussian sensor noise of each scene's strength: a window of a fixed noise field at an
-    offset drawn from the scene's ``noise_seed`` (much cheaper than fresh noise per pixel)."""
+    offset drawn from the scene's ``noise_seed`` (much cheaper than fresh noise per pixel). Returns a
+    new contiguous tensor; ``image`` is left as it is."""
     _, _, height, width = image.shape
     field = _noise_field(image.device)
     if height > _NOISE_FIELD or width > _NOISE_FIELD:
         field = field.repeat(1, height // _NOISE_FIELD + 1, width // _NOISE_FIELD + 1)
-    image = image.clone()
+    image = image.clone(memory_format=torch.contiguous_format)  # tile-major views: one plain copy
     for b, (seed, strength) in enumerate(zip(batch.noise_seeds, batch.noise.tolist())):
         if strength <= 0:
             continue

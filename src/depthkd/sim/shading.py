@@ -75,9 +75,14 @@ def material_table(materials: torch.Tensor, bank: TextureBank) -> torch.Tensor:
     ]).contiguous()
 
 
-def flagged(mats: torch.Tensor, flag: int) -> torch.Tensor:
-    """Indices of the pixels whose material has ``flag``."""
-    return ((mats[M_FLAGS].int() & flag) > 0).nonzero().squeeze(1)
+def flagged(flags: torch.Tensor, flag: int) -> torch.Tensor:
+    """Indices of the pixels whose material has ``flag``; ``flags`` is :func:`pixel_flags`."""
+    return (flags & flag).nonzero().squeeze(1)
+
+
+def pixel_flags(mats: torch.Tensor) -> torch.Tensor:
+    """The material flags of each pixel as ints ``(N,)`` (``mats``: the gathered table rows)."""
+    return mats[M_FLAGS].int()
 
 
 def light_positions(batch: S.SceneBatch) -> torch.Tensor:
@@ -105,8 +110,8 @@ def image_table(batch: S.SceneBatch) -> torch.Tensor:
 
 
 def dot(a, b) -> torch.Tensor:
-    """Dot product of planar 3-vectors (anything indexable by component)."""
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+    """Dot product of planar 3-vectors (anything indexable by component): three passes, not five."""
+    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
 
 
 def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tensor, view: torch.Tensor
@@ -158,10 +163,10 @@ def lane_markings(u: torch.Tensor, v: torch.Tensor, lanes: torch.Tensor) -> torc
 
 
 def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Tensor, mat_ids: torch.Tensor,
-                    mats: torch.Tensor, uv: torch.Tensor, pixel_size: torch.Tensor) -> torch.Tensor:
+                    mats: torch.Tensor, flags: torch.Tensor, uv: torch.Tensor, pixel_size: torch.Tensor) -> torch.Tensor:
     """Albedo ``(3, N)`` of materials ``mat_ids`` at local coordinates ``uv`` (metres); ``pixel_size``
     (N,) is the pixel footprint in metres. ``table`` is the whole :func:`material_table`, ``mats``
-    its first :data:`PIXEL_ROWS` rows gathered per pixel."""
+    its first :data:`PIXEL_ROWS` rows gathered per pixel, ``flags`` their :func:`pixel_flags`."""
     m = mats[M_UV]
     tex_u = torch.addcmul(torch.addcmul(mats[M_OFFSET_U], m[0], uv[0]), m[1], uv[1])
     tex_v = torch.addcmul(torch.addcmul(mats[M_OFFSET_V], m[2], uv[0]), m[3], uv[1])
@@ -170,7 +175,7 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Ten
     blend = (pixel_size * mats[M_FOOTPRINT] * (0.25 * bank.size) - 0.25).clamp_(0.0, 1.0)
     pattern = torch.addcmul(pattern, mats[M_MEAN] - pattern, blend)
     albedo = torch.addcmul(mats[M_A], mats[M_DELTA_B], pattern)
-    varied = flagged(mats, FLAG_CELL)
+    varied = flagged(flags, FLAG_CELL)
     if varied.numel():
         def sub(x: torch.Tensor) -> torch.Tensor:
             return x.index_select(-1, varied)
@@ -181,7 +186,7 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Ten
     grime_scale = mats[M_GRIME_SCALE]
     grime = bank.noise(uv[0] * grime_scale + POSITIVE, uv[1] * grime_scale + POSITIVE)
     albedo = albedo * (1.0 - mats[M_GRIME] * (grime - 0.3).clamp_min_(0.0))
-    painted = flagged(mats, FLAG_LANES)
+    painted = flagged(flags, FLAG_LANES)
     if painted.numel():
         lanes = materials[:, S.MAT_LANES].index_select(0, mat_ids.index_select(0, painted))
         mask = lane_markings(tex_u.index_select(0, painted), tex_v.index_select(0, painted), lanes)
@@ -190,14 +195,14 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Ten
     return albedo
 
 
-def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, mats: torch.Tensor,
+def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, flags: torch.Tensor,
           albedo: torch.Tensor, points: torch.Tensor, normal: torch.Tensor, view: torch.Tensor,
           visible: torch.Tensor) -> torch.Tensor:
     """Linear RGB ``(3, B, P)`` of the pixels of ``B`` images with ``P`` pixels each.
 
     Per-pixel inputs are ``(C, B, P)`` (``visible``: ``(B, P)``, 1 lit, 0 shadowed), ``images`` the
-    per-image table ``(IMAGE_ROWS, B, 1)``; ``mat_ids`` ``(B*P,)`` and the raw material rows
-    ``materials`` serve the few pixels with specular highlights or emission.
+    per-image table ``(IMAGE_ROWS, B, 1)``; ``mat_ids`` ``(B*P,)``, their :func:`pixel_flags` and the raw
+    material rows ``materials`` serve the few pixels with specular highlights or emission.
     """
     to_light = images[I_LIGHT] - points
     dist2 = dot(to_light, to_light)
@@ -210,7 +215,7 @@ def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, 
     irradiance = torch.addcmul(irradiance, images[I_LIGHT_COLOUR], strength)
     colour = (albedo * irradiance).view(3, -1)
     per_image = points.shape[-1]
-    glossy = flagged(mats, FLAG_SPECULAR)
+    glossy = flagged(flags, FLAG_SPECULAR)
     if glossy.numel():
         def sub(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(*x.shape[:-2], -1).index_select(-1, glossy)
@@ -226,7 +231,7 @@ def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, 
         lit = sub(strength) / sub(n_dot_l).clamp_min(1e-3)
         light = images[I_LIGHT_COLOUR, :, 0].index_select(1, glossy // per_image)
         colour.index_add_(1, glossy, light * (lit * highlight))
-    glowing = flagged(mats, FLAG_EMISSION)
+    glowing = flagged(flags, FLAG_EMISSION)
     if glowing.numel():
         emission = materials[:, S.MAT_EMISSION].t().contiguous().index_select(1, mat_ids.index_select(0, glowing))
         colour.index_add_(1, glowing, emission)

@@ -52,6 +52,7 @@ class PairFrames:
     step_u: Vec
     step_v: Vec
     params: tuple[torch.Tensor, ...]
+    light: Vec | None = None  # the key light in the local frame, when the table has it
 
     def directions(self, grid: TileGrid) -> Vec:
         """Per-ray local directions ``(n, S)``."""
@@ -68,29 +69,41 @@ def _columns(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return x.t().contiguous().unsqueeze(-1).unbind(0)
 
 
-def pair_frames(batch: SceneBatch, grid: TileGrid, image: torch.Tensor, tile: torch.Tensor,
+def _in_frames(batch: SceneBatch, points: torch.Tensor) -> torch.Tensor:
+    """Points ``(B, 3)`` of each image in the frame of each of its primitives: ``(B, P, 3)``."""
+    return torch.einsum("bpj,bpjk->bpk", points[:, None, :] - batch.prim_centre, batch.prim_rotation)
+
+
+def primitive_table(batch: SceneBatch, light: torch.Tensor | None = None) -> torch.Tensor:
+    """Per global primitive (``image * P + primitive``) what its pairs need, ``(B*P, 16)`` or ``(B*P, 19)``.
+
+    Columns: the camera centre in the primitive's frame (3), the camera-to-local rotation (9, row-major),
+    the shape parameters (4) and, given the key ``light`` ``(B, 3)``, the light in the local frame (3).
+    Built once per batch, so each group of pairs gathers its rows with one ``index_select`` instead of
+    per-pair matrix products and many small gathers.
+    """
+    to_local = torch.matmul(batch.prim_rotation.transpose(2, 3), batch.cam_rotation[:, None])
+    columns = [_in_frames(batch, batch.cam_position), to_local.flatten(2), batch.prim_params]
+    if light is not None:
+        columns.append(_in_frames(batch, light))
+    return torch.cat(columns, dim=2).view(batch.batch_size * batch.num_primitives, -1)
+
+
+def pair_frames(batch: SceneBatch, grid: TileGrid, table: torch.Tensor, image: torch.Tensor, tile: torch.Tensor,
                 gids: torch.Tensor) -> PairFrames:
-    """Local camera-ray frames for pairs (image, tile, global primitive id)."""
-    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]  # local -> world
-    to_local = torch.bmm(rotation.transpose(1, 2), batch.cam_rotation[image])  # camera -> local
-    fx, fy, cx, cy = batch.intrinsics[image].unbind(1)
-    x0 = (grid.tile_u[tile, 0] - cx) / fx
-    y0 = (grid.tile_v[tile, 0] - cy) / fy
+    """Local camera-ray frames for pairs (image, tile, global primitive id); ``table`` is
+    :func:`primitive_table`."""
+    rows = table.index_select(0, gids)
+    to_local = rows[:, 3:12].view(-1, 3, 3)
+    fx, fy, cx, cy = batch.intrinsics.index_select(0, image).unbind(1)
+    x0 = (grid.tile_u[:, 0].index_select(0, tile) - cx) / fx
+    y0 = (grid.tile_v[:, 0].index_select(0, tile) - cy) / fy
     base = to_local[:, :, 0] * x0[:, None] + to_local[:, :, 1] * y0[:, None] + to_local[:, :, 2]
     step_u = to_local[:, :, 0] / fx[:, None]
     step_v = to_local[:, :, 1] / fy[:, None]
-    rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
-    origin = torch.einsum("nj,njk->nk", rel, rotation)
-    params = batch.prim_params.reshape(-1, 4)[gids]
-    columns = _columns(torch.cat([origin, base, step_u, step_v, params], dim=1))
-    return PairFrames(columns[0:3], columns[3:6], columns[6:9], columns[9:12], columns[12:16])
-
-
-def to_local_points(batch: SceneBatch, image: torch.Tensor, gids: torch.Tensor, points: torch.Tensor) -> Vec:
-    """World points ``(n, 3)`` of image ``image`` in the frames of primitives ``gids``, as ``(n, 1)`` columns."""
-    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
-    rel = points - batch.prim_centre.reshape(-1, 3)[gids]
-    return _columns(torch.einsum("nj,njk->nk", rel, rotation))
+    columns = _columns(torch.cat([rows[:, 0:3], base, step_u, step_v, rows[:, 12:]], dim=1))
+    light = columns[16:19] if len(columns) > 16 else None
+    return PairFrames(columns[0:3], columns[3:6], columns[6:9], columns[9:12], columns[12:16], light)
 
 
 # -- culling -------------------------------------------------------------------------------------
@@ -144,13 +157,14 @@ def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, 
     within that radius of the centre ray there). Planes always pass."""
     image, tile, prim_index = pairs.unbind(1)
     gids = image * batch.num_primitives + prim_index
-    frames = pair_frames(batch, grid, image, tile, gids)
+    frames = pair_frames(batch, grid, primitive_table(batch), image, tile, gids)
+    kinds = batch.prim_kind.view(-1).index_select(0, gids)
     middle = (grid.tile - 1) / 2.0
     direction = [b + middle * (u + v) for b, u, v in zip(frames.base, frames.step_u, frames.step_v)]
     length = torch.sqrt(sum(d * d for d in direction))
-    half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
-    distance = torch.sqrt(sum(o * o for o in frames.origin)) + batch.prim_bound.reshape(-1)[gids][:, None]
-    grow = distance * torch.sin(half_angles[image, tile])[:, None] + _MARGIN
+    half = local_bounds(kinds, torch.cat(frames.params, dim=1))
+    distance = torch.sqrt(sum(o * o for o in frames.origin)) + batch.prim_bound.view(-1, 1).index_select(0, gids)
+    grow = distance * torch.sin(half_angles.view(-1, 1).index_select(0, image * grid.num_tiles + tile)) + _MARGIN
     # Unit-speed ray (t in metres) from the camera, t >= 0.
     start = tuple(o for o in frames.origin)
     ray = tuple(d / length for d in direction)
@@ -163,7 +177,7 @@ def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, 
         s_near = torch.maximum(s_near, torch.minimum(t_a, t_b))
         s_far = torch.minimum(s_far, torch.maximum(t_a, t_b))
     reaches = (s_near <= s_far).squeeze(1)
-    return reaches | (batch.prim_kind.reshape(-1)[gids] == 0)
+    return reaches | (kinds == 0)
 
 
 def _cone_hits_box(start: Vec, segment: Vec, half: Vec, radius: torch.Tensor) -> torch.Tensor:
@@ -212,11 +226,14 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     # Refine: the thick segment against the occluder's local bounding box.
     image, tile, prim_index = pairs.unbind(1)
     gids = image * batch.num_primitives + prim_index
-    rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
-    start = torch.einsum("nj,njk->nk", centre[image, tile] - batch.prim_centre.reshape(-1, 3)[gids], rotation)
-    seg_local = torch.einsum("nj,njk->nk", segment[image, tile], rotation)
-    half = local_bounds(batch.prim_kind.reshape(-1)[gids], batch.prim_params.reshape(-1, 4)[gids])
-    keep = _cone_hits_box(start.unbind(1), seg_local.unbind(1), (half + _SHADOW_MARGIN).unbind(1), radius[image, tile])
+    rows = image * centre.shape[1] + tile
+    rotation = batch.prim_rotation.view(-1, 3, 3).index_select(0, gids)
+    rel = centre.view(-1, 3).index_select(0, rows) - batch.prim_centre.view(-1, 3).index_select(0, gids)
+    start = torch.einsum("nj,njk->nk", rel, rotation)
+    seg_local = torch.einsum("nj,njk->nk", segment.view(-1, 3).index_select(0, rows), rotation)
+    half = local_bounds(batch.prim_kind.view(-1).index_select(0, gids), batch.prim_params.view(-1, 4).index_select(0, gids))
+    keep = _cone_hits_box(start.unbind(1), seg_local.unbind(1), (half + _SHADOW_MARGIN).unbind(1),
+                          radius.view(-1).index_select(0, rows))
     return pairs[keep]
 
 
@@ -255,25 +272,24 @@ def contains(kinds: torch.Tensor, params: torch.Tensor, local: torch.Tensor) -> 
     return torch.where(kinds == 1, box, torch.where(kinds == 2, sphere, (kinds == 3) & cylinder))
 
 
-def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, split_inside: bool = False):
+def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, table: torch.Tensor | None = None):
     """Yield ``(kind, inside, image, tile, gids)`` groups of pairs with one primitive kind, in chunks
-    of at most CHUNK_RAYS rays. With ``split_inside``, pairs whose primitive contains the camera
-    (rooms) come first, as their own groups."""
+    of at most CHUNK_RAYS rays. Given the :func:`primitive_table`, pairs whose primitive contains the
+    camera (rooms) come first, as their own groups."""
     image, tile, prim_index = pairs.unbind(1)
     gids = image * batch.num_primitives + prim_index
-    kinds = batch.prim_kind.reshape(-1)[gids]
+    kinds = batch.prim_kind.view(-1).index_select(0, gids)
     group = kinds.clone()
-    if split_inside:
-        rotation = batch.prim_rotation.reshape(-1, 3, 3)[gids]
-        rel = batch.cam_position[image] - batch.prim_centre.reshape(-1, 3)[gids]
-        inside = contains(kinds, batch.prim_params.reshape(-1, 4)[gids], torch.einsum("nj,njk->nk", rel, rotation))
-        group = torch.where(inside, kinds, kinds + len(INTERSECT))
+    if table is not None:
+        camera_inside = contains(batch.prim_kind.view(-1), table[:, 12:16], table[:, 0:3])
+        group = torch.where(camera_inside.index_select(0, gids), kinds, kinds + len(INTERSECT))
     step = max(1, CHUNK_RAYS // grid.tile_pixels)
     for code in range(2 * len(INTERSECT)):
         selected = (group == code).nonzero().squeeze(1)
         for start in range(0, selected.numel(), step):
             part = selected[start : start + step]
-            yield code % len(INTERSECT), code < len(INTERSECT), image[part], tile[part], gids[part]
+            yield (code % len(INTERSECT), code < len(INTERSECT), image.index_select(0, part),
+                   tile.index_select(0, part), gids.index_select(0, part))
 
 
 def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: float = 1e-4
@@ -287,8 +303,9 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: 
     miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
     keys = torch.full((rows, per_row), miss, dtype=torch.int64, device=batch.device)
     untouched = True  # while no row has a hit yet, a group with distinct rows can be written directly
-    for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, split_inside=True):
-        frames = pair_frames(batch, grid, image, tile, gids)
+    table = primitive_table(batch)
+    for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, table):
+        frames = pair_frames(batch, grid, table, image, tile, gids)
         t = INTERSECT[kind](frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
         key = (t.view(torch.int32).long() << ID_BITS) | (gids + 1)[:, None]
         row = image * grid.num_tiles + tile
@@ -320,14 +337,14 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
     blocked = torch.zeros((rows, per_row), dtype=torch.float32, device=depth.device)
     own = ids.int()  # half the bytes of int64 for the per-ray gather below
     pairs = pairs[~_only_own_points(batch, grid, pairs, own)]
+    table = primitive_table(batch, light)
     for kind, _, image, tile, gids in _kind_chunks(batch, pairs, grid):
-        frames = pair_frames(batch, grid, image, tile, gids)
+        frames = pair_frames(batch, grid, table, image, tile, gids)
         row = image * grid.num_tiles + tile
         t_hit = depth.index_select(0, row)
         directions = frames.directions(grid)
         start = tuple(torch.addcmul(o, t_hit, d) for o, d in zip(frames.origin, directions))
-        light_local = to_local_points(batch, image, gids, light[image])
-        towards = tuple(l - s for l, s in zip(light_local, start))
+        towards = tuple(l - s for l, s in zip(frames.light, start))
         t = INTERSECT[kind](start, towards, frames.params, t_min)
         hit = (t < 1.0) & (own.index_select(0, row) != (gids + 1).int()[:, None])
         blocked.index_add_(0, row, hit.float())
