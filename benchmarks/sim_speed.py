@@ -19,7 +19,8 @@ Measures, on ``--threads`` CPU threads (default 2):
 
 Wall-clock numbers depend on what else runs on the machine. With two OpenMP threads on two busy
 cores, threads spin at every op's barrier while the other is descheduled, which inflates both wall
-and CPU time several-fold; ``--threads 1`` then gives the cleaner per-core cost (CPU ms/img).
+and CPU time several-fold; ``--threads 1`` then gives the cleaner per-core cost (CPU ms/img). To
+compare renderer changes on a shared machine, count instructions instead (``render_work.py``).
 
     python benchmarks/sim_speed.py [--threads 2] [--workers 2] [--repeats 5] [--device cpu]
 """

@@ -6,7 +6,10 @@ import torch
 
 import depthkd.sim.render as render_module
 from depthkd.sim import render_batch
-from depthkd.sim.trace import _cone_hits_box
+from depthkd.sim.domains import sample_scene
+from depthkd.sim.render import default_tile
+from depthkd.sim.scene import stack_scenes
+from depthkd.sim.trace import _cone_hits_box, primitive_table
 
 SIZE = (32, 48)
 
@@ -38,3 +41,28 @@ def test_cone_culling_keeps_every_occluder_a_shadow_ray_meets():
     blocked = (along.abs() <= half[:, None, None, :]).all(-1).flatten(1).any(1)
     assert blocked.sum() > 100 and (~keep).sum() > 100  # both cases occur
     assert not (blocked & ~keep).any()
+
+
+def test_primitive_table_holds_camera_and_light_in_each_local_frame():
+    """The table every pair gathers from: camera centre, camera-to-local rotation, shape parameters
+    and light position, each as the plain per-primitive matrix product gives it."""
+    batch = stack_scenes([sample_scene("indoor", 3, i, SIZE) for i in range(2)], "cpu")
+    light = torch.tensor([[0.5, 2.0, 1.0], [-1.0, 2.5, 3.0]])
+    table = primitive_table(batch, light)
+    assert table.shape == (2 * batch.num_primitives, 19)
+    for b in range(2):
+        for p in range(batch.num_primitives):
+            to_local = batch.prim_rotation[b, p].t()
+            row = table[b * batch.num_primitives + p]
+            centre = batch.prim_centre[b, p]
+            torch.testing.assert_close(row[0:3], to_local @ (batch.cam_position[b] - centre))
+            torch.testing.assert_close(row[3:12].view(3, 3), to_local @ batch.cam_rotation[b])
+            assert torch.equal(row[12:16], batch.prim_params[b, p])
+            torch.testing.assert_close(row[16:19], to_local @ (light[b] - centre))
+    assert primitive_table(batch).shape == (2 * batch.num_primitives, 16)
+
+
+def test_default_tile_gives_about_three_hundred_tiles():
+    assert default_tile(120, 160) == 8 and default_tile(128, 160) == 8 and default_tile(32, 48) == 8
+    assert default_tile(240, 320) == 16 and default_tile(192, 256) == 16
+    assert default_tile(480, 640) == 32 and default_tile(2000, 3000) == 32
