@@ -163,7 +163,8 @@ def lane_markings(u: torch.Tensor, v: torch.Tensor, lanes: torch.Tensor) -> torc
 
 
 def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Tensor, mat_ids: torch.Tensor,
-                    mats: torch.Tensor, flags: torch.Tensor, uv: torch.Tensor, pixel_size: torch.Tensor) -> torch.Tensor:
+                    mats: torch.Tensor, flags: torch.Tensor, uv: torch.Tensor, pixel_size: torch.Tensor
+                    ) -> torch.Tensor:
     """Albedo ``(3, N)`` of materials ``mat_ids`` at local coordinates ``uv`` (metres); ``pixel_size``
     (N,) is the pixel footprint in metres. ``table`` is the whole :func:`material_table`, ``mats``
     its first :data:`PIXEL_ROWS` rows gathered per pixel, ``flags`` their :func:`pixel_flags`."""

@@ -15,7 +15,8 @@ kind runs as a few tensor ops over all its pairs at once, in chunks that stay in
 
 Camera rays are never stored per pair: in a primitive's local frame the direction of pixel
 ``(px, py)`` of a tile is affine, ``base + px * step_u + py * step_v``, so each pair only needs
-four 3-vectors. Shadow rays start at ``camera + t * direction`` with the primary hit distance ``t``.
+four 3-vectors, derived from its primitive's row of one table built per batch (camera and light in
+the primitive's frame). Shadow rays start at ``camera + t * direction`` with the primary hit distance ``t``.
 
 The closest hit per ray comes from one ``scatter_reduce(amin)`` over 64-bit keys that pack the hit
 distance (its float bits, monotonic for non-negative floats) above the primitive's global id, so
@@ -231,7 +232,8 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     rel = centre.view(-1, 3).index_select(0, rows) - batch.prim_centre.view(-1, 3).index_select(0, gids)
     start = torch.einsum("nj,njk->nk", rel, rotation)
     seg_local = torch.einsum("nj,njk->nk", segment.view(-1, 3).index_select(0, rows), rotation)
-    half = local_bounds(batch.prim_kind.view(-1).index_select(0, gids), batch.prim_params.view(-1, 4).index_select(0, gids))
+    kinds = batch.prim_kind.view(-1).index_select(0, gids)
+    half = local_bounds(kinds, batch.prim_params.view(-1, 4).index_select(0, gids))
     keep = _cone_hits_box(start.unbind(1), seg_local.unbind(1), (half + _SHADOW_MARGIN).unbind(1),
                           radius.view(-1).index_select(0, rows))
     return pairs[keep]
