@@ -1,5 +1,6 @@
 """Reliability: a run killed with SIGKILL and resumed with ``run.resume=auto`` ends where an
-uninterrupted run with the same seed ends, bit for bit."""
+uninterrupted run with the same seed ends, bit for bit. Bit-for-bit needs ``trainer.deterministic``:
+without it oneDNN's CPU convolution backward may sum weight gradients in a run-dependent order."""
 
 from __future__ import annotations
 
@@ -40,9 +41,18 @@ def run_subprocess(overrides: list[str], *flags: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.fixture
+def restore_determinism():
+    """``trainer.deterministic`` sets a process-wide flag; later tests get it back unset."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("restore_determinism")
 def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    extra = ("trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2", "data.val=null")
+    extra = ("trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2", "data.val=null", "trainer.deterministic=true")
     straight = distill(load_recipe(None, tiny_overrides(tiny_data, tmp_path / "straight", *extra)))
 
     interrupted = tiny_overrides(tiny_data, tmp_path / "interrupted", *extra)
