@@ -23,6 +23,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from depthkd.cli import parse_size
+
 RENDER = """
 import sys, torch
 torch.set_num_threads(1)
@@ -48,7 +50,7 @@ def instructions(size: tuple[int, int], batch: int, batches: int, tile: int) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="120x160", help="HxW (default 120x160)")
+    parser.add_argument("--size", type=parse_size, default=(120, 160), help="HxW (default 120x160)")
     parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     parser.add_argument("--batches", type=int, default=2, help="batches counted (default 2)")
     parser.add_argument("--tiles", type=int, nargs="+", default=[0],
@@ -56,8 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not on the PATH")
-    height, width = (int(s) for s in args.size.lower().split("x"))
-    size = (height, width)
+    size = height, width = args.size
     print(f"indoor {height}x{width}, batch {args.batch}, {args.batches} batches counted, 1 thread")
     base = None
     for tile in args.tiles:
