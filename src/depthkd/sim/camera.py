@@ -31,8 +31,7 @@ class TileGrid:
     v: torch.Tensor  # (T, S) row of each pixel (float)
     tile_u: torch.Tensor  # (T, 2) first and last column of each tile
     tile_v: torch.Tensor  # (T, 2) first and last row of each tile
-    offset_u: torch.Tensor  # (1, S) column of each pixel within its tile
-    offset_v: torch.Tensor  # (1, S) row of each pixel within its tile
+    ray_basis: torch.Tensor  # (3, S) rows 1, column and row of each pixel within its tile
 
     @property
     def num_tiles(self) -> int:
@@ -62,8 +61,7 @@ def tile_grid(height: int, width: int, tile: int, device: torch.device) -> TileG
         v=v.to(device),
         tile_u=torch.stack([first_u, first_u + tile - 1], dim=1).to(device),
         tile_v=torch.stack([first_v, first_v + tile - 1], dim=1).to(device),
-        offset_u=px.reshape(1, -1).float().to(device),
-        offset_v=py.reshape(1, -1).float().to(device),
+        ray_basis=torch.stack([torch.ones(tile * tile), px.reshape(-1).float(), py.reshape(-1).float()]).to(device),
     )
 
 

@@ -56,10 +56,11 @@ def intersect_sphere(o: Vec, d: Vec, params: Sequence[torch.Tensor], t_min: floa
     """Sphere of radius ``params[0]`` about the local origin."""
     radius = params[0]
     a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
-    b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
+    # minus_b = -(o . d), negated through the per-pair origin (n, 1): no pass over the rays to negate.
+    minus_b = -o[0] * d[0] - o[1] * d[1] - o[2] * d[2]
     c = o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - radius * radius
-    root = (b * b - a * c).sqrt()  # NaN on a miss; NaN > t_min is False
-    t = (root - b) / a if inside else -(b + root) / a
+    root = (minus_b * minus_b - a * c).sqrt()  # NaN on a miss; NaN > t_min is False
+    t = (minus_b + root) / a if inside else (minus_b - root) / a
     return _keep(t, t > t_min)
 
 
@@ -72,10 +73,10 @@ def intersect_cylinder(o: Vec, d: Vec, params: Sequence[torch.Tensor], t_min: fl
     # A ray parallel to the axis has a = b = 0: the clamp turns its side interval into (-huge, huge)
     # inside the cylinder's radius and NaN (a miss) outside.
     a = (d[0] * d[0] + d[2] * d[2]).clamp_min(1e-20)
-    b = o[0] * d[0] + o[2] * d[2]
+    minus_b = -o[0] * d[0] - o[2] * d[2]  # as in intersect_sphere
     c = o[0] * o[0] + o[2] * o[2] - radius * radius
-    root = (b * b - a * c).sqrt()
-    side_near, side_far = -(b + root) / a, (root - b) / a
+    root = (minus_b * minus_b - a * c).sqrt()
+    side_near, side_far = (minus_b - root) / a, (minus_b + root) / a
     y_a = (-half - o[1]) / d[1]
     y_b = (half - o[1]) / d[1]
     t_near = torch.maximum(side_near, torch.minimum(y_a, y_b))

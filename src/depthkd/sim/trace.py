@@ -49,19 +49,21 @@ class PairFrames:
     """Camera rays of each pair's tile in the pair's primitive frame (components ``(n, 1)``)."""
 
     origin: Vec
-    base: Vec
-    step_u: Vec
-    step_v: Vec
+    rays: torch.Tensor  # (3, n, 3): per local axis, the direction's (base, step_u, step_v) coefficients
     params: tuple[torch.Tensor, ...]
     light: Vec | None = None  # the key light in the local frame, when the table has it
 
     def directions(self, grid: TileGrid) -> Vec:
-        """Per-ray local directions ``(n, S)``."""
-        px, py = grid.offset_u, grid.offset_v
-        return tuple(
-            torch.addcmul(torch.addcmul(b, px, su), py, sv)
-            for b, su, sv in zip(self.base, self.step_u, self.step_v)
-        )
+        """Per-ray local directions ``(n, S)``: ``base + px * step_u + py * step_v`` for all rays at
+        once as one small matrix product (two broadcast multiply-adds per axis cost about 3x more)."""
+        axes, count, _ = self.rays.shape
+        return torch.mm(self.rays.view(-1, 3), grid.ray_basis).view(axes, count, -1).unbind(0)
+
+    def centre_directions(self, grid: TileGrid) -> Vec:
+        """The local direction of each pair's tile centre ``(n, 1)``."""
+        middle = (grid.tile - 1) / 2.0
+        base, step_u, step_v = self.rays.unbind(2)
+        return tuple((base + middle * (step_u + step_v)).unsqueeze(-1).unbind(0))
 
 
 def _columns(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -102,9 +104,10 @@ def pair_frames(batch: SceneBatch, grid: TileGrid, table: torch.Tensor, image: t
     base = to_local[:, :, 0] * x0[:, None] + to_local[:, :, 1] * y0[:, None] + to_local[:, :, 2]
     step_u = to_local[:, :, 0] / fx[:, None]
     step_v = to_local[:, :, 1] / fy[:, None]
-    columns = _columns(torch.cat([rows[:, 0:3], base, step_u, step_v, rows[:, 12:]], dim=1))
-    light = columns[16:19] if len(columns) > 16 else None
-    return PairFrames(columns[0:3], columns[3:6], columns[6:9], columns[9:12], columns[12:16], light)
+    rays = torch.stack([base.t(), step_u.t(), step_v.t()], dim=2)
+    columns = _columns(torch.cat([rows[:, 0:3], rows[:, 12:]], dim=1))
+    light = columns[7:10] if len(columns) > 7 else None
+    return PairFrames(columns[0:3], rays, columns[3:7], light)
 
 
 # -- culling -------------------------------------------------------------------------------------
@@ -160,8 +163,7 @@ def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, 
     gids = image * batch.num_primitives + prim_index
     frames = pair_frames(batch, grid, primitive_table(batch), image, tile, gids)
     kinds = batch.prim_kind.view(-1).index_select(0, gids)
-    middle = (grid.tile - 1) / 2.0
-    direction = [b + middle * (u + v) for b, u, v in zip(frames.base, frames.step_u, frames.step_v)]
+    direction = frames.centre_directions(grid)
     length = torch.sqrt(sum(d * d for d in direction))
     half = local_bounds(kinds, torch.cat(frames.params, dim=1))
     distance = torch.sqrt(sum(o * o for o in frames.origin)) + batch.prim_bound.view(-1, 1).index_select(0, gids)
