@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
 import torch
 
 import depthkd.sim.render as render_module
 from depthkd.sim import render_batch
-from depthkd.sim.domains import sample_scene
+from depthkd.sim.camera import tile_grid
+from depthkd.sim.domains import sample_scene, scene_generator
 from depthkd.sim.render import default_tile
-from depthkd.sim.scene import stack_scenes
-from depthkd.sim.trace import _cone_hits_box, primitive_table
+from depthkd.sim.scene import look_rotation, stack_scenes
+from depthkd.sim.trace import _cone_hits_box, pair_frames, primitive_table
 
 SIZE = (32, 48)
 
@@ -66,3 +71,49 @@ def test_default_tile_gives_about_three_hundred_tiles():
     assert default_tile(120, 160) == 8 and default_tile(128, 160) == 8 and default_tile(32, 48) == 8
     assert default_tile(240, 320) == 16 and default_tile(192, 256) == 16
     assert default_tile(480, 640) == 32 and default_tile(2000, 3000) == 32
+
+
+def test_pair_rays_are_the_camera_rays_of_the_tile_in_the_local_frame():
+    """Each pair's per-pixel directions (one small matrix product) equal the camera ray of every pixel
+    of its tile, ``((u - cx) / fx, (v - cy) / fy, 1)``, turned into the primitive's frame."""
+    batch = stack_scenes([sample_scene("indoor", 4, i, SIZE) for i in range(2)], "cpu")
+    grid = tile_grid(*SIZE, 8, torch.device("cpu"))
+    image = torch.tensor([0, 0, 1, 1, 1])
+    tile = torch.tensor([0, 7, 3, grid.num_tiles - 1, 11])
+    prim = torch.tensor([0, 5, 1, 2, 9])
+    gids = image * batch.num_primitives + prim
+    directions = torch.stack(pair_frames(batch, grid, primitive_table(batch), image, tile, gids).directions(grid))
+    for k in range(len(image)):
+        b, t, p = int(image[k]), int(tile[k]), int(prim[k])
+        fx, fy, cx, cy = batch.intrinsics[b]
+        camera = torch.stack([(grid.u[t] - cx) / fx, (grid.v[t] - cy) / fy, torch.ones_like(grid.u[t])])
+        expected = batch.prim_rotation[b, p].t() @ batch.cam_rotation[b] @ camera
+        torch.testing.assert_close(directions[:, k], expected)
+
+
+def test_scene_random_draws_what_numpy_draws():
+    """The scene generator's scalar ``uniform`` returns numpy's numbers for the same stream, so
+    scenes do not depend on the shortcut; arrays still come from numpy."""
+    ours = scene_generator("indoor", 5, 9)
+    numpy_generator = np.random.Generator(np.random.PCG64())
+    numpy_generator.bit_generator.state = ours.bit_generator.state
+    bounds = [(0.2, 0.5), (-3.0, 7.5), (0, 10), (1e-3, 80.0), (1.0, 1.0), (np.float64(0.1), 4)]
+    for low, high in bounds * 50:
+        assert ours.uniform(low, high) == numpy_generator.uniform(low, high)
+        assert ours.random() == numpy_generator.random()  # the streams stay in step
+    with pytest.raises(ValueError, match="high - low"):
+        ours.uniform(2.0, 1.0)
+    assert np.array_equal(ours.uniform(0.0, 1.0, size=4), numpy_generator.uniform(0.0, 1.0, size=4))
+    assert np.array_equal(ours.uniform([0.0, 1.0], 2.0), numpy_generator.uniform([0.0, 1.0], 2.0))
+
+
+def test_look_rotation_matches_the_cross_product_construction():
+    rng = np.random.default_rng(0)
+    for yaw, pitch, roll in rng.uniform(-1.5, 1.5, size=(200, 3)):
+        forward = np.array([math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
+        right = np.cross(forward, [0.0, 1.0, 0.0])
+        right /= np.linalg.norm(right)
+        down = np.cross(forward, right)
+        right, down = math.cos(roll) * right + math.sin(roll) * down, -math.sin(roll) * right + math.cos(roll) * down
+        np.testing.assert_allclose(look_rotation(yaw, pitch, roll), np.stack([right, down, forward], axis=1),
+                                   rtol=0, atol=1e-15)

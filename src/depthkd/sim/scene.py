@@ -96,13 +96,20 @@ def look_rotation(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
     ``yaw`` turns about world up (0 looks along ``+z``), positive ``pitch`` tilts the view down,
     ``roll`` turns the image about the optical axis.
     """
-    forward = np.array([math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
-    right = np.cross(forward, [0.0, 1.0, 0.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
+    # Scalar arithmetic: numpy's cross products cost more than the whole formula on three floats.
+    forward = (math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch))
+    right = _cross(forward, (0.0, 1.0, 0.0))
+    length = math.sqrt(right[0] * right[0] + right[1] * right[1] + right[2] * right[2])
+    right = tuple(c / length for c in right)
+    down = _cross(forward, right)
     cr, sr = math.cos(roll), math.sin(roll)
-    right, down = cr * right + sr * down, -sr * right + cr * down
-    return np.stack([right, down, forward], axis=1)
+    rolled_right = [cr * r + sr * d for r, d in zip(right, down)]
+    rolled_down = [-sr * r + cr * d for r, d in zip(right, down)]
+    return np.array([rolled_right, rolled_down, forward]).T
+
+
+def _cross(a: Vec3, b: Vec3) -> tuple[float, float, float]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
 @dataclass
@@ -277,8 +284,11 @@ class SceneBuilder:
         self._floats.append(row)
         self._instances.append(instance)
         self._shadows.append(casts_shadow)
-        self._face_materials.append(_per_face(material, lambda m: m, "material"))
-        self._face_classes.append(_per_face(cls, _class_id, "class"))
+        # Most parts use one material and one class for all faces: that case skips _per_face.
+        self._face_materials.append([material] * 6 if isinstance(material, int)
+                                    else _per_face(material, lambda m: m, "material"))
+        self._face_classes.append([CLASS_ID[cls]] * 6 if isinstance(cls, str) and cls in CLASS_ID
+                                  else _per_face(cls, _class_id, "class"))
         return len(self._kinds) - 1
 
     def plane(self, point: Vec3, rotation: np.ndarray | None = None, *, material, cls="floor",
@@ -289,9 +299,9 @@ class SceneBuilder:
     def box(self, centre: Vec3, size: Vec3, yaw: float = 0.0, rotation: np.ndarray | None = None, *,
             material, cls="box", instance: int = 0, casts_shadow: bool = True) -> int:
         """Box of full extents ``size`` (x, y, z) turned by ``yaw`` about the vertical (or ``rotation``)."""
-        half = [0.5 * s for s in size]
+        half = [0.5 * size[0], 0.5 * size[1], 0.5 * size[2]]
         rot = rotation if rotation is not None else (_yaw_matrix(yaw) if yaw else None)
-        bound = math.sqrt(sum(h * h for h in half))
+        bound = math.sqrt(half[0] * half[0] + half[1] * half[1] + half[2] * half[2])
         return self._add("box", centre, rot, half, bound, material, cls, instance, casts_shadow)
 
     def sphere(self, centre: Vec3, radius: float, rotation: np.ndarray | None = None, *, material,

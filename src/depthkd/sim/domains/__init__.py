@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depthkd.errors import ConfigError
+from depthkd.sim.domains.common import SceneRandom
 from depthkd.sim.domains.indoor import sample_indoor
 from depthkd.sim.domains.ood import sample_ood_clutter, sample_ood_shapes
 from depthkd.sim.domains.outdoor import sample_outdoor
@@ -61,7 +62,7 @@ def get_domain(name: str) -> Domain:
 def scene_generator(domain: str, seed: int, index: int) -> np.random.Generator:
     """The generator of scene ``index`` for ``seed`` in ``domain`` (independent streams)."""
     tag = zlib.crc32(domain.encode())
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**63, index % 2**63, tag])))
+    return SceneRandom(np.random.PCG64(np.random.SeedSequence([seed % 2**63, index % 2**63, tag])))
 
 
 def sample_scene(domain: str, seed: int, index: int, size: tuple[int, int]) -> Scene:
