@@ -139,17 +139,21 @@ def primary_pairs(batch: SceneBatch, grid: TileGrid) -> torch.Tensor:
     v0, v1 = grid.tile_v[:, 0].view(1, -1, 1), grid.tile_v[:, 1].view(1, -1, 1)
     overlap = ((u0 <= rect[:, None, :, 1] + _MARGIN) & (u1 >= rect[:, None, :, 0] - _MARGIN)
                & (v0 <= rect[:, None, :, 3] + _MARGIN) & (v1 >= rect[:, None, :, 2] - _MARGIN))
-    # Primitives straddling the camera plane (rooms, roads, planes): the tile cone vs bounding sphere.
+    visible = overlap & (in_front & (batch.prim_kind >= 0))[:, None, :]
+    # Primitives straddling the camera plane (rooms, roads, planes; a few per image): the tile cone
+    # against the bounding sphere, for those primitives only.
     axes, half_angles = tile_cones(grid, batch.intrinsics)
-    rel = batch.prim_centre - batch.cam_position[:, None, :]
-    centres = torch.bmm(rel, batch.cam_rotation)
-    dist = centres.norm(dim=-1).clamp_min(1e-9)
-    radius = batch.prim_bound
-    spread = torch.asin((radius / dist).clamp(max=1.0))
-    angle = torch.acos((torch.bmm(axes, centres.transpose(1, 2)) / dist[:, None, :]).clamp(-1.0, 1.0))
-    cone = (angle <= half_angles[:, :, None] + spread[:, None, :] + _MARGIN) | (dist <= radius)[:, None, :]
-    visible = torch.where(in_front[:, None, :], overlap, cone & ~behind[:, None, :])
-    visible &= (batch.prim_kind >= 0)[:, None, :]
+    image, prim = (~in_front & ~behind & (batch.prim_kind >= 0)).nonzero().unbind(1)
+    if image.numel():
+        centre = torch.einsum("nj,njk->nk", batch.prim_centre[image, prim] - batch.cam_position[image],
+                              batch.cam_rotation[image])
+        dist = centre.norm(dim=-1).clamp_min(1e-9)
+        radius = batch.prim_bound[image, prim]
+        spread = torch.asin((radius / dist).clamp(max=1.0))
+        cosine = torch.einsum("ntj,nj->nt", axes[image], centre) / dist[:, None]
+        angle = torch.acos(cosine.clamp(-1.0, 1.0))
+        cone = (angle <= half_angles[image] + spread[:, None] + _MARGIN) | (dist <= radius)[:, None]
+        visible[image, :, prim] = cone
     pairs = visible.nonzero()
     return pairs[_centre_ray_reaches(batch, grid, pairs, half_angles)]
 
