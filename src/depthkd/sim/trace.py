@@ -215,19 +215,24 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     ``centre`` ``(B, T, 3)`` and ``radius`` ``(B, T)`` bound the tile's shading points, ``active``
     ``(B, T)`` marks tiles that need shadow rays, ``light`` ``(B, 3)`` is the light position.
     """
+    # Squared distance from each primitive centre p to each tile's segment c + s * seg, s in [0, 1]:
+    # with q = (p - c).seg, L = |seg|^2 and s = clamp(q / L): gap2 = |p - c|^2 - s * (2q - s L).
+    # Every (B, T, P) pass counts here, so the two matrix products take their additive terms in.
     segment = light[:, None, :] - centre  # (B, T, 3)
     prim = batch.prim_centre
-    seg_len2 = (segment * segment).sum(-1).clamp_min(1e-12)
-    rel_dot_seg = torch.bmm(segment, prim.transpose(1, 2)) - (centre * segment).sum(-1, keepdim=True)
-    rel_len2 = ((prim * prim).sum(-1)[:, None, :] - 2 * torch.bmm(centre, prim.transpose(1, 2))
-                + (centre * centre).sum(-1, keepdim=True))
-    s = (rel_dot_seg / seg_len2[..., None]).clamp(0.0, 1.0)
-    gap2 = (rel_len2 - 2 * s * rel_dot_seg + s * s * seg_len2[..., None]).clamp_min(0.0)
-    reach = batch.prim_bound[:, None, :] + radius[..., None] + _SHADOW_MARGIN
-    near = gap2 <= reach * reach
-    near &= (batch.prim_shadow & (batch.prim_kind >= 0))[:, None, :]
-    near &= active[..., None]
-    pairs = near.nonzero()
+    seg_len2 = (segment * segment).sum(-1, keepdim=True).clamp_min(1e-12)  # (B, T, 1)
+    q = torch.baddbmm(-(centre * segment).sum(-1, keepdim=True).expand(-1, -1, prim.shape[1]),
+                      segment, prim.transpose(1, 2))
+    rel_len2 = torch.baddbmm((prim * prim).sum(-1)[:, None, :] + (centre * centre).sum(-1, keepdim=True),
+                             centre, prim.transpose(1, 2), alpha=-2.0)
+    s = (q / seg_len2).clamp_(0.0, 1.0)
+    gap2 = torch.addcmul(rel_len2, s, torch.add(s * seg_len2, q, alpha=-2.0))
+    # NaN reach (a primitive that casts no shadow, a tile without shading points) compares False.
+    nan = torch.tensor(float("nan"), device=centre.device)
+    prim_reach = torch.where(batch.prim_shadow & (batch.prim_kind >= 0), batch.prim_bound + _SHADOW_MARGIN, nan)
+    tile_reach = torch.where(active, radius, nan)
+    reach2 = (tile_reach[..., None] + prim_reach[:, None, :]).square_()
+    pairs = (gap2 <= reach2).nonzero()
     if pairs.numel() == 0:
         return pairs
     # Refine: the thick segment against the occluder's local bounding box.
