@@ -8,7 +8,10 @@ same ``indoor`` scenes on one thread, and reports the difference per image: impo
 first-call set-up cancel out. Counts cover the work, not memory stalls, so they rank changes that remove
 work; wall time still decides. Under valgrind, PyTorch runs its AVX2 kernels.
 
-    python benchmarks/render_work.py [--size 120x160] [--batch 16] [--batches 2] [--tiles 8 16]
+``--sampling`` counts the other part of an image's cost instead: the Python scene sampler, per scene
+(sampling ``0`` and ``--batch x --batches`` scenes, rendering none).
+
+    python benchmarks/render_work.py [--size 120x160] [--batch 16] [--batches 2] [--tiles 8 16] [--sampling]
 
 Needs ``valgrind`` on the PATH; each count takes one to three minutes (two runs per tile size, in
 parallel).
@@ -37,10 +40,24 @@ for _ in range(batches):
 """
 
 
+SAMPLE = """
+import sys
+from depthkd.sim.domains import sample_scene
+height, width, count = (int(a) for a in sys.argv[1:4])
+sample_scene("indoor", 0, 0, (height, width))  # first-call set-up
+for i in range(count):
+    sample_scene("indoor", 1, i, (height, width))
+"""
+
+
 def instructions(size: tuple[int, int], batch: int, batches: int, tile: int) -> int:
     """Instructions of a process that renders ``batches`` batches (valgrind's ``I refs``)."""
+    return _count(RENDER, *size, batch, batches, tile)
+
+
+def _count(script: str, *args: int) -> int:
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-               sys.executable, "-c", RENDER, *map(str, (*size, batch, batches, tile))]
+               sys.executable, "-c", script, *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
     if match is None:
@@ -55,10 +72,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=2, help="batches counted (default 2)")
     parser.add_argument("--tiles", type=int, nargs="+", default=[0],
                         help="tile sides to compare; 0 = the renderer's default (default: 0)")
+    parser.add_argument("--sampling", action="store_true",
+                        help="count the scene sampler per scene instead of the renderer per image")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not on the PATH")
     size = height, width = args.size
+    if args.sampling:
+        scenes = args.batch * args.batches
+        with ThreadPoolExecutor(2) as pool:
+            none, some = pool.map(lambda n: _count(SAMPLE, height, width, n), (0, scenes))
+        print(f"indoor {height}x{width}, scene sampling, {scenes} scenes counted")
+        print(f"{(some - none) / scenes / 1e6:7.2f} M instructions per scene")
+        return
     print(f"indoor {height}x{width}, batch {args.batch}, {args.batches} batches counted, 1 thread")
     base = None
     for tile in args.tiles:
