@@ -40,7 +40,7 @@ from depthkd.sim.shading import (
     textured_albedo,
 )
 from depthkd.sim.textures import texture_bank
-from depthkd.sim.trace import closest_hits, primary_pairs, shadow_pairs, shadowed, tile_hit_bounds
+from depthkd.sim.trace import closest_hits, primary_pairs, primitive_table, shadow_pairs, shadowed, tile_hit_bounds
 
 
 #: Tiles per image the default tile side aims at (our default): smaller tiles cull tighter, larger
@@ -108,7 +108,8 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     height, width = grid.height, grid.width
     batch_size, per_image = batch.batch_size, grid.num_tiles * grid.tile_pixels
 
-    depth, ids = closest_hits(batch, grid, primary_pairs(batch, grid))  # (B*T, S)
+    table = primitive_table(batch)  # culling and tracing both read it
+    depth, ids = closest_hits(batch, grid, primary_pairs(batch, grid, table), table)  # (B*T, S)
     # Shading runs densely over all pixels, shaped (channels, B, pixels per image), so per-image
     # constants broadcast; pixels that hit nothing are shaded with a stand-in and replaced by sky.
     flat_ids = ids.view(-1)

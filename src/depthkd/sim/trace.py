@@ -77,11 +77,19 @@ def _in_frames(batch: SceneBatch, points: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bpj,bpjk->bpk", points[:, None, :] - batch.prim_centre, batch.prim_rotation)
 
 
+# Columns of the primitive table.
+TABLE_CAMERA = slice(0, 3)
+TABLE_TO_LOCAL = slice(3, 12)
+TABLE_PARAMS = slice(12, 16)
+TABLE_LIGHT = slice(16, 19)
+
+
 def primitive_table(batch: SceneBatch, light: torch.Tensor | None = None) -> torch.Tensor:
     """Per global primitive (``image * P + primitive``) what its pairs need, ``(B*P, 16)`` or ``(B*P, 19)``.
 
-    Columns: the camera centre in the primitive's frame (3), the camera-to-local rotation (9, row-major),
-    the shape parameters (4) and, given the key ``light`` ``(B, 3)``, the light in the local frame (3).
+    Columns (``TABLE_*``): the camera centre in the primitive's frame (3), the camera-to-local rotation
+    (9, row-major), the shape parameters (4) and, given the key ``light`` ``(B, 3)``, the light in the
+    local frame (3).
     Built once per batch, so each group of pairs gathers its rows with one ``index_select`` instead of
     per-pair matrix products and many small gathers.
     """
@@ -97,7 +105,7 @@ def pair_frames(batch: SceneBatch, grid: TileGrid, table: torch.Tensor, image: t
     """Local camera-ray frames for pairs (image, tile, global primitive id); ``table`` is
     :func:`primitive_table`."""
     rows = table.index_select(0, gids)
-    to_local = rows[:, 3:12].view(-1, 3, 3)
+    to_local = rows[:, TABLE_TO_LOCAL].view(-1, 3, 3)
     fx, fy, cx, cy = batch.intrinsics.index_select(0, image).unbind(1)
     x0 = (grid.tile_u[:, 0].index_select(0, tile) - cx) / fx
     y0 = (grid.tile_v[:, 0].index_select(0, tile) - cy) / fy
@@ -105,8 +113,8 @@ def pair_frames(batch: SceneBatch, grid: TileGrid, table: torch.Tensor, image: t
     step_u = to_local[:, :, 0] / fx[:, None]
     step_v = to_local[:, :, 1] / fy[:, None]
     rays = torch.stack([base.t(), step_u.t(), step_v.t()], dim=2)
-    columns = _columns(torch.cat([rows[:, 0:3], rows[:, 12:]], dim=1))
-    light = columns[7:10] if len(columns) > 7 else None
+    columns = _columns(torch.cat([rows[:, TABLE_CAMERA], rows[:, TABLE_PARAMS], rows[:, TABLE_LIGHT]], dim=1))
+    light = columns[7:10] if len(columns) > 7 else None  # empty TABLE_LIGHT slice: no light columns
     return PairFrames(columns[0:3], rays, columns[3:7], light)
 
 
@@ -132,8 +140,9 @@ def _screen_rects(batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor, torch.
     return rect, in_front, behind
 
 
-def primary_pairs(batch: SceneBatch, grid: TileGrid) -> torch.Tensor:
-    """``(n, 3)`` long ``(image, tile, primitive)`` pairs whose primitive may be seen in the tile."""
+def primary_pairs(batch: SceneBatch, grid: TileGrid, table: torch.Tensor) -> torch.Tensor:
+    """``(n, 3)`` long ``(image, tile, primitive)`` pairs whose primitive may be seen in the tile
+    (``table``: the :func:`primitive_table` without light)."""
     rect, in_front, behind = _screen_rects(batch)
     u0, u1 = grid.tile_u[:, 0].view(1, -1, 1), grid.tile_u[:, 1].view(1, -1, 1)
     v0, v1 = grid.tile_v[:, 0].view(1, -1, 1), grid.tile_v[:, 1].view(1, -1, 1)
@@ -155,17 +164,17 @@ def primary_pairs(batch: SceneBatch, grid: TileGrid) -> torch.Tensor:
         cone = (angle <= half_angles[image] + spread[:, None] + _MARGIN) | (dist <= radius)[:, None]
         visible[image, :, prim] = cone
     pairs = visible.nonzero()
-    return pairs[_centre_ray_reaches(batch, grid, pairs, half_angles)]
+    return pairs[_centre_ray_reaches(batch, grid, table, pairs, half_angles)]
 
 
-def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, half_angles: torch.Tensor
-                        ) -> torch.Tensor:
+def _centre_ray_reaches(batch: SceneBatch, grid: TileGrid, table: torch.Tensor, pairs: torch.Tensor,
+                        half_angles: torch.Tensor) -> torch.Tensor:
     """Finer test per pair: the tile's centre ray against the primitive's local box grown by the
     tile's cone radius at the primitive's far distance (conservative: every ray of the tile lies
     within that radius of the centre ray there). Planes always pass."""
     image, tile, prim_index = pairs.unbind(1)
     gids = image * batch.num_primitives + prim_index
-    frames = pair_frames(batch, grid, primitive_table(batch), image, tile, gids)
+    frames = pair_frames(batch, grid, table, image, tile, gids)
     kinds = batch.prim_kind.view(-1).index_select(0, gids)
     direction = frames.centre_directions(grid)
     length = torch.sqrt(sum(d * d for d in direction))
@@ -294,7 +303,7 @@ def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, table: 
     kinds = batch.prim_kind.view(-1).index_select(0, gids)
     group = kinds.clone()
     if table is not None:
-        camera_inside = contains(batch.prim_kind.view(-1), table[:, 12:16], table[:, 0:3])
+        camera_inside = contains(batch.prim_kind.view(-1), table[:, TABLE_PARAMS], table[:, TABLE_CAMERA])
         group = torch.where(camera_inside.index_select(0, gids), kinds, kinds + len(INTERSECT))
     step = max(1, CHUNK_RAYS // grid.tile_pixels)
     for code in range(2 * len(INTERSECT)):
@@ -305,10 +314,10 @@ def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, table: 
                    tile.index_select(0, part), gids.index_select(0, part))
 
 
-def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: float = 1e-4
+def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, table: torch.Tensor, t_min: float = 1e-4
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest hit of every camera ray: ``t`` ``(B*T, S)`` (z-depth, inf on a miss) and global
-    primitive id + 1 (0 = nothing hit)."""
+    primitive id + 1 (0 = nothing hit); ``table`` is the :func:`primitive_table` without light."""
     if batch.batch_size * batch.num_primitives >= ID_MASK:
         raise DataError(f"too many primitives in one batch ({batch.batch_size} images x {batch.num_primitives}); "
                         f"at most {ID_MASK - 1} per batch: render fewer images at once")
@@ -316,7 +325,6 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, t_min: 
     miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
     keys = torch.full((rows, per_row), miss, dtype=torch.int64, device=batch.device)
     untouched = True  # while no row has a hit yet, a group with distinct rows can be written directly
-    table = primitive_table(batch)
     for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, table):
         frames = pair_frames(batch, grid, table, image, tile, gids)
         t = INTERSECT[kind](frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
