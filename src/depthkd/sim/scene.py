@@ -300,7 +300,7 @@ class SceneBuilder:
             material, cls="box", instance: int = 0, casts_shadow: bool = True) -> int:
         """Box of full extents ``size`` (x, y, z) turned by ``yaw`` about the vertical (or ``rotation``)."""
         half = [0.5 * size[0], 0.5 * size[1], 0.5 * size[2]]
-        rot = rotation if rotation is not None else (_yaw_matrix(yaw) if yaw else None)
+        rot = rotation if rotation is not None else yaw_rotation(yaw)
         bound = math.sqrt(half[0] * half[0] + half[1] * half[1] + half[2] * half[2])
         return self._add("box", centre, rot, half, bound, material, cls, instance, casts_shadow)
 
@@ -357,8 +357,11 @@ _IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 _ZEROS = [0.0, 0.0, 0.0, 0.0]
 
 
-def _yaw_matrix(yaw: float) -> list[float]:
-    """Row-major rotation about the vertical, the same as ``rotation_matrix(yaw)`` (fast path)."""
+def yaw_rotation(yaw: float) -> list[float] | None:
+    """Row-major rotation about the vertical, the same as ``rotation_matrix(yaw)`` (fast path for
+    :meth:`SceneBuilder.box`); ``None`` (the builder's identity) for no turn."""
+    if not yaw:
+        return None
     c, s = math.cos(yaw), math.sin(yaw)
     return [c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c]
 

@@ -25,6 +25,7 @@ depth and id come from the same order-independent, deterministic reduction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -237,9 +238,8 @@ def shadow_pairs(batch: SceneBatch, centre: torch.Tensor, radius: torch.Tensor, 
     s = (q / seg_len2).clamp_(0.0, 1.0)
     gap2 = torch.addcmul(rel_len2, s, torch.add(s * seg_len2, q, alpha=-2.0))
     # NaN reach (a primitive that casts no shadow, a tile without shading points) compares False.
-    nan = torch.tensor(float("nan"), device=centre.device)
-    prim_reach = torch.where(batch.prim_shadow & (batch.prim_kind >= 0), batch.prim_bound + _SHADOW_MARGIN, nan)
-    tile_reach = torch.where(active, radius, nan)
+    prim_reach = torch.where(batch.prim_shadow & (batch.prim_kind >= 0), batch.prim_bound + _SHADOW_MARGIN, math.nan)
+    tile_reach = torch.where(active, radius, math.nan)
     reach2 = (tile_reach[..., None] + prim_reach[:, None, :]).square_()
     pairs = (gap2 <= reach2).nonzero()
     if pairs.numel() == 0:

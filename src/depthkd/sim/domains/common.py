@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthkd.sim.scene import SceneBuilder, rotation_matrix
+from depthkd.sim.scene import SceneBuilder, rotation_matrix, yaw_rotation
 
 Colour = tuple[float, float, float]
 
@@ -112,8 +112,7 @@ class Placement:
 
     def __post_init__(self) -> None:
         self._cos, self._sin = math.cos(self.yaw), math.sin(self.yaw)
-        # Row-major, as SceneBuilder.box builds it from a yaw (None: the builder's identity).
-        self._rotation = [self._cos, 0.0, self._sin, 0.0, 1.0, 0.0, -self._sin, 0.0, self._cos] if self.yaw else None
+        self._rotation = yaw_rotation(self.yaw)  # computed once, shared by every box part
 
     @property
     def rotation(self) -> np.ndarray:
