@@ -99,10 +99,11 @@ def tile_cones(grid: TileGrid, intrinsics: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def tiles_to_image(values: torch.Tensor, grid: TileGrid) -> torch.Tensor:
-    """Planar tile-major values ``(C, B, T*S)`` to an image batch ``(B, C, H, W)``, cropping the padding."""
+    """Planar tile-major values ``(C, B, T*S)`` to a contiguous image batch ``(B, C, H, W)``, cropping the
+    padding (one copy; it may share memory with ``values`` when no reordering is needed)."""
     channels, batch = values.shape[0], values.shape[1]
     image = values.reshape(channels, batch, grid.tiles_y, grid.tiles_x, grid.tile, grid.tile)
     image = image.permute(1, 0, 2, 4, 3, 5).reshape(
         batch, channels, grid.tiles_y * grid.tile, grid.tiles_x * grid.tile
     )
-    return image[:, :, : grid.height, : grid.width]
+    return image[:, :, : grid.height, : grid.width].contiguous()  # no second copy when nothing is cropped

@@ -22,7 +22,7 @@ import torch
 from depthkd.errors import ConfigError
 from depthkd.sim import scene as S
 from depthkd.sim.camera import TileGrid, tile_grid, tiles_to_image, world_directions
-from depthkd.sim.sensor import add_sensor_noise, apply_sensor
+from depthkd.sim.sensor import add_sensor_noise_, apply_sensor
 from depthkd.sim.shading import (
     I_CAMERA,
     I_FX,
@@ -151,18 +151,17 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     inside = ((u < width) & (v < height)).float().view(-1)
     radius2 = ((u - cx) ** 2 + (v - cy) ** 2) / (0.25 * (width**2 + height**2))
     display = apply_sensor(batch, linear.view(3, batch_size, per_image), inside, radius2)
-    image = tiles_to_image(display, grid)
-    image = add_sensor_noise(batch, image)
+    image = add_sensor_noise_(batch, tiles_to_image(display, grid))
 
     beyond = depth.view(batch_size, -1) > batch.max_depth[:, None]
     metric = torch.where(beyond | (ids.view(batch_size, -1) == 0), 0.0, depth.view(batch_size, -1))
     instance_of = torch.cat([batch.prim_instance.new_zeros(1), batch.prim_instance.view(-1)])
     classes = torch.where(hit, batch.prim_face_class.view(-1).index_select(0, face_index), S.CLASS_ID["sky"])
     return {
-        "image": image.clamp_(0.0, 1.0),  # a fresh contiguous tensor from add_sensor_noise
-        "depth": tiles_to_image(metric.view(1, batch_size, -1), grid).contiguous(),
-        "instances": tiles_to_image(instance_of.index_select(0, flat_ids).view(1, batch_size, -1), grid).contiguous(),
-        "classes": tiles_to_image(classes.view(1, batch_size, -1), grid).contiguous(),
+        "image": image.clamp_(0.0, 1.0),
+        "depth": tiles_to_image(metric.view(1, batch_size, -1), grid),
+        "instances": tiles_to_image(instance_of.index_select(0, flat_ids).view(1, batch_size, -1), grid),
+        "classes": tiles_to_image(classes.view(1, batch_size, -1), grid),
         "intrinsics": batch.intrinsics.clone(),
     }
 

@@ -23,7 +23,8 @@ def apply_sensor(batch: SceneBatch, linear: torch.Tensor, valid: torch.Tensor, r
     scale = (target / mean.clamp_min(1e-6)).clamp(0.02, 50.0)
     gain = batch.white_balance.t()[:, :, None] * (1.0 - batch.vignetting[:, None] * radius2)[None]
     exposed = torch.exp(linear * -scale[None, :, None]).neg_().add_(1.0).mul_(gain).clamp_(1e-6, 1.0)
-    return torch.pow(exposed, batch.gamma.reciprocal()[None, :, None])  # one pass: ~3x cheaper than exp(log)
+    # Gamma as exp(log(x) / gamma) in place: three vectorised passes cost a quarter of one pow on CPU.
+    return exposed.log_().mul_(batch.gamma.reciprocal()[None, :, None]).exp_()
 
 
 _NOISE_FIELD = 1024
@@ -36,15 +37,14 @@ def _noise_field(device: torch.device) -> torch.Tensor:
     return torch.randn((3, _NOISE_FIELD, _NOISE_FIELD), generator=generator).to(device)
 
 
-def add_sensor_noise(batch: SceneBatch, image: torch.Tensor) -> torch.Tensor:
-    """Add Gaussian sensor noise of each scene's strength: a window of a fixed noise field at an
-    offset drawn from the scene's ``noise_seed`` (much cheaper than fresh noise per pixel). Returns a
-    new contiguous tensor; ``image`` is left as it is."""
+def add_sensor_noise_(batch: SceneBatch, image: torch.Tensor) -> torch.Tensor:
+    """Add Gaussian sensor noise of each scene's strength to ``image`` ``(B, 3, H, W)`` in place and
+    return it: a window of a fixed noise field at an offset drawn from the scene's ``noise_seed``
+    (much cheaper than fresh noise per pixel)."""
     _, _, height, width = image.shape
     field = _noise_field(image.device)
     if height > _NOISE_FIELD or width > _NOISE_FIELD:
         field = field.repeat(1, height // _NOISE_FIELD + 1, width // _NOISE_FIELD + 1)
-    image = image.clone(memory_format=torch.contiguous_format)  # tile-major views: one plain copy
     for b, (seed, strength) in enumerate(zip(batch.noise_seeds, batch.noise.tolist())):
         if strength <= 0:
             continue
