@@ -122,7 +122,7 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     # Only the first three shape parameters are ever used; each gathered row is a pass over all pixels.
     prims = torch.cat([batch.prim_centre, batch.prim_rotation.flatten(2), batch.prim_params[..., :3]], dim=2)
     prims = prims.view(-1, 15).t().contiguous().index_select(1, gids)
-    normal, face, uv = surface_frames(prims, batch.prim_kind.view(-1).index_select(0, gids),
+    normal, face, uv, n_dot_v = surface_frames(prims, batch.prim_kind.view(-1).index_select(0, gids),
                                       points.view(3, -1), view.view(3, -1))
     normal = normal.view(3, batch_size, per_image)
     face_index = gids * 6 + face
@@ -131,7 +131,7 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     table = material_table(batch.materials, bank)
     mats = table[:PIXEL_ROWS].index_select(1, mat_ids)
     ray_length = dot(view, view).sqrt()
-    grazing = (dot(normal, view).abs() / ray_length).clamp_min(0.2)
+    grazing = (n_dot_v.view_as(t) / ray_length).clamp_min(0.2)
     pixel_size = t / (images[I_FX] * grazing)
     flags = pixel_flags(mats)
     albedo = textured_albedo(bank, batch.materials, table, mat_ids, mats, flags, uv, pixel_size.view(-1))
@@ -141,7 +141,9 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
         visible = torch.ones_like(t)
     colour = shade(images, batch.materials, mat_ids, flags, albedo.view(3, batch_size, per_image), points, normal,
                    view, visible)
-    linear = apply_haze(images, colour, t * ray_length).reshape(3, -1)
+    if bool((batch.haze_density > 0).any()):  # indoor scenes have none: no passes for nothing
+        colour = apply_haze(images, colour, t * ray_length)
+    linear = colour.reshape(3, -1)
     sky = (~hit).nonzero().squeeze(1)
     if sky.numel():
         linear.index_copy_(1, sky, sky_colour(bank, batch, sky // per_image,

@@ -8,6 +8,9 @@ import torch
 
 from depthkd.sim.scene import SceneBatch
 
+#: Rec. 709 luminance weights of linear RGB.
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+
 
 def apply_sensor(batch: SceneBatch, linear: torch.Tensor, valid: torch.Tensor, radius2: torch.Tensor) -> torch.Tensor:
     """Linear radiance ``(3, B, N)`` to display RGB in ``[0, 1]`` (before noise).
@@ -17,12 +20,16 @@ def apply_sensor(batch: SceneBatch, linear: torch.Tensor, valid: torch.Tensor, r
     ``1 - exp(-x)`` (highlights roll off instead of clipping) and gamma; then white balance and
     vignetting (``radius2`` ``(B, N)``: squared distance to the principal point, 1 at the corners).
     """
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    mean = (luminance * valid).sum(1) / valid.sum().clamp_min(1)
+    # Three passes, each image summed on its own: a matrix-vector product would be cheaper, but its
+    # summation order depends on how many images share the chunk.
+    luminance = torch.add(linear[0] * LUMINANCE[0], linear[1], alpha=LUMINANCE[1])
+    luminance.add_(linear[2], alpha=LUMINANCE[2])
+    mean = luminance.mul_(valid).sum(1) / valid.sum().clamp_min(1)
     target = -torch.log1p(-batch.exposure.clamp(0.01, 0.95) ** batch.gamma)
     scale = (target / mean.clamp_min(1e-6)).clamp(0.02, 50.0)
     gain = batch.white_balance.t()[:, :, None] * (1.0 - batch.vignetting[:, None] * radius2)[None]
-    exposed = torch.exp(linear * -scale[None, :, None]).neg_().add_(1.0).mul_(gain).clamp_(1e-6, 1.0)
+    # gain * (1 - exp(-scale * x)), written into gain as gain - gain * exp(...).
+    exposed = gain.addcmul_(gain, torch.exp(linear * -scale[None, :, None]), value=-1.0).clamp_(1e-6, 1.0)
     # Gamma as exp(log(x) / gamma) in place: three vectorised passes cost a quarter of one pow on CPU.
     return exposed.log_().mul_(batch.gamma.reciprocal()[None, :, None]).exp_()
 

@@ -115,8 +115,9 @@ def dot(a, b) -> torch.Tensor:
 
 
 def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tensor, view: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """World normals facing the viewer ``(3, N)``, face ids ``(N,)``, local texture coords ``(2, N)``.
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World normals facing the viewer ``(3, N)``, face ids ``(N,)``, local texture coords ``(2, N)``
+    and ``|normal . view|`` ``(N,)`` (the flip towards the viewer computes it anyway).
 
     ``prims`` is the gathered primitive table ``(15, N)`` (centre, row-major rotation, params 0-2),
     ``points`` the world hit points ``(3, N)`` and ``view`` the ray directions ``(3, N)``.
@@ -144,7 +145,8 @@ def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tenso
     for i in range(3):
         torch.addcmul(torch.addcmul(rot[3 * i] * normal_local[0], rot[3 * i + 1], normal_local[1]),
                       rot[3 * i + 2], normal_local[2], out=normal[i])
-    return normal * dot(normal, view).sign_().neg_(), face, uv
+    towards = dot(normal, view)  # negative where the normal already faces the viewer
+    return normal * towards.sign().neg_(), face, uv, towards.abs_()
 
 
 def lane_markings(u: torch.Tensor, v: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
