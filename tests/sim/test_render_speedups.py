@@ -10,7 +10,7 @@ import torch
 
 import depthkd.sim.render as render_module
 from depthkd.sim import render_batch
-from depthkd.sim.camera import tile_grid
+from depthkd.sim.camera import tile_grid, world_directions
 from depthkd.sim.domains import sample_scene, scene_generator
 from depthkd.sim.render import default_tile
 from depthkd.sim.scene import look_rotation, stack_scenes
@@ -89,6 +89,18 @@ def test_pair_rays_are_the_camera_rays_of_the_tile_in_the_local_frame():
         camera = torch.stack([(grid.u[t] - cx) / fx, (grid.v[t] - cy) / fy, torch.ones_like(grid.u[t])])
         expected = batch.prim_rotation[b, p].t() @ batch.cam_rotation[b] @ camera
         torch.testing.assert_close(directions[:, k], expected)
+
+
+def test_world_directions_are_the_camera_rays_turned_into_the_world():
+    """Per-image affine coefficients give each pixel's ray ``R ((u - cx) / fx, (v - cy) / fy, 1)``."""
+    batch = stack_scenes([sample_scene("outdoor", 2, i, SIZE) for i in range(3)], "cpu")
+    grid = tile_grid(*SIZE, 8, torch.device("cpu"))
+    view = world_directions(grid, batch.intrinsics, batch.cam_rotation)
+    assert view.shape == (3, 3, grid.num_tiles * grid.tile_pixels)
+    for b in range(3):
+        fx, fy, cx, cy = batch.intrinsics[b]
+        camera = torch.stack([(grid.u - cx) / fx, (grid.v - cy) / fy, torch.ones_like(grid.u)]).view(3, -1)
+        torch.testing.assert_close(view[:, b], batch.cam_rotation[b] @ camera)
 
 
 def test_scene_random_draws_what_numpy_draws():

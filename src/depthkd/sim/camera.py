@@ -66,13 +66,18 @@ def tile_grid(height: int, width: int, tile: int, device: torch.device) -> TileG
 
 
 def world_directions(grid: TileGrid, intrinsics: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """World-frame ray directions, planar ``(3, B, T*S)``; their camera-frame z component is 1."""
+    """World-frame ray directions, planar ``(3, B, T*S)``; their camera-frame z component is 1.
+
+    Each component is affine in the pixel coordinates, ``a * u + b * v + c`` with per-image
+    coefficients: two passes per component over the pixels.
+    """
     fx, fy, cx, cy = (intrinsics[:, i].view(-1, 1) for i in range(4))
-    x = (grid.u.reshape(1, -1) - cx) / fx
-    y = (grid.v.reshape(1, -1) - cy) / fy
-    out = torch.empty((3, *x.shape[:1], x.shape[1]), device=x.device, dtype=x.dtype)
+    u, v = grid.u.reshape(1, -1), grid.v.reshape(1, -1)
+    per_u, per_v = rotation[:, :, 0:1] / fx[:, None], rotation[:, :, 1:2] / fy[:, None]  # (B, 3, 1)
+    constant = rotation[:, :, 2:3] - per_u * cx[:, None] - per_v * cy[:, None]
+    out = torch.empty((3, intrinsics.shape[0], u.shape[1]), device=u.device, dtype=u.dtype)
     for k in range(3):
-        torch.addcmul(torch.addcmul(rotation[:, k, 2:3], x, rotation[:, k, 0:1]), y, rotation[:, k, 1:2], out=out[k])
+        torch.addcmul(torch.addcmul(constant[:, k], per_u[:, k], u), per_v[:, k], v, out=out[k])
     return out
 
 

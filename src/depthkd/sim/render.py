@@ -57,10 +57,10 @@ def default_tile(height: int, width: int) -> int:
 
 
 def _visibility(batch: S.SceneBatch, grid: TileGrid, depth: torch.Tensor, ids: torch.Tensor,
-                points: torch.Tensor, normal: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """1 where the key light reaches a pixel's point, 0 where its shadow ray is blocked ``(B, P)``."""
-    facing = dot(normal, images[I_LIGHT] - points) > 0
-    active = (facing.view_as(ids)) & (ids > 0)
+                n_dot_to_light: torch.Tensor) -> torch.Tensor:
+    """1 where the key light reaches a pixel's point, 0 where its shadow ray is blocked ``(B, P)``;
+    only points facing the light (``n_dot_to_light > 0``) bound the tiles' shadow rays."""
+    active = (n_dot_to_light.view_as(ids) > 0) & (ids > 0)
     centre, radius, any_active = tile_hit_bounds(batch, grid, depth, active)
     lights = light_positions(batch)
     pairs = shadow_pairs(batch, centre, radius, any_active, lights)
@@ -118,12 +118,15 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     t = torch.where(hit, depth.view(-1), 1.0).view(batch_size, per_image)
     images = image_table(batch)
     view = world_directions(grid, batch.intrinsics, batch.cam_rotation)  # (3, B, P)
-    points = torch.addcmul(images[I_CAMERA], view, t)
+    # Hit points are never formed in world coordinates: relative to the primitive (camera minus
+    # centre, per primitive, plus t * view) and relative to the light (light minus camera, per image,
+    # minus t * view) each take one pass per axis.
     # Only the first three shape parameters are ever used; each gathered row is a pass over all pixels.
-    prims = torch.cat([batch.prim_centre, batch.prim_rotation.flatten(2), batch.prim_params[..., :3]], dim=2)
+    camera_rel = batch.cam_position[:, None, :] - batch.prim_centre
+    prims = torch.cat([camera_rel, batch.prim_rotation.flatten(2), batch.prim_params[..., :3]], dim=2)
     prims = prims.view(-1, 15).t().contiguous().index_select(1, gids)
     normal, face, uv, n_dot_v = surface_frames(prims, batch.prim_kind.view(-1).index_select(0, gids),
-                                      points.view(3, -1), view.view(3, -1))
+                                               view.view(3, -1), t.view(-1))
     normal = normal.view(3, batch_size, per_image)
     face_index = gids * 6 + face
     mat_ids = batch.prim_face_material.view(-1).index_select(0, face_index)
@@ -135,12 +138,14 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     pixel_size = t / (images[I_FX] * grazing)
     flags = pixel_flags(mats)
     albedo = textured_albedo(bank, batch.materials, table, mat_ids, mats, flags, uv, pixel_size.view(-1))
+    to_light = torch.addcmul(images[I_LIGHT] - images[I_CAMERA], view, t, value=-1.0)
+    n_dot_to_light = dot(normal, to_light)
     if shadows:
-        visible = _visibility(batch, grid, depth, ids, points, normal, images)
+        visible = _visibility(batch, grid, depth, ids, n_dot_to_light)
     else:
         visible = torch.ones_like(t)
-    colour = shade(images, batch.materials, mat_ids, flags, albedo.view(3, batch_size, per_image), points, normal,
-                   view, visible)
+    colour = shade(images, batch.materials, mat_ids, flags, albedo.view(3, batch_size, per_image), to_light,
+                   n_dot_to_light, normal, view, visible)
     if bool((batch.haze_density > 0).any()):  # indoor scenes have none: no passes for nothing
         colour = apply_haze(images, colour, t * ray_length)
     linear = colour.reshape(3, -1)

@@ -114,15 +114,16 @@ def dot(a, b) -> torch.Tensor:
     return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
 
 
-def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, points: torch.Tensor, view: torch.Tensor
+def surface_frames(prims: torch.Tensor, kinds: torch.Tensor, view: torch.Tensor, t: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """World normals facing the viewer ``(3, N)``, face ids ``(N,)``, local texture coords ``(2, N)``
     and ``|normal . view|`` ``(N,)`` (the flip towards the viewer computes it anyway).
 
-    ``prims`` is the gathered primitive table ``(15, N)`` (centre, row-major rotation, params 0-2),
-    ``points`` the world hit points ``(3, N)`` and ``view`` the ray directions ``(3, N)``.
+    ``prims`` is the gathered primitive table ``(15, N)`` (the camera relative to the primitive's
+    centre, its row-major rotation, params 0-2); the hit point is ``t`` ``(N,)`` along the ray
+    directions ``view`` ``(3, N)``.
     """
-    rel = points - prims[0:3]
+    rel = torch.addcmul(prims[0:3], view, t)  # hit point relative to the centre, in world axes
     rot = prims[3:12]  # rot[3*i + j] = R[i][j], R maps local to world
     local = torch.empty_like(rel)
     for j in range(3):
@@ -187,7 +188,8 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Ten
         delta_c = table[M_DELTA_C].index_select(1, sub(mat_ids))
         albedo.index_copy_(1, varied, torch.addcmul(sub(albedo), delta_c, cell).clamp_(0.0, 1.0))
     grime_scale = mats[M_GRIME_SCALE]
-    grime = bank.noise(uv[0] * grime_scale + POSITIVE, uv[1] * grime_scale + POSITIVE)
+    positive = torch.tensor(POSITIVE, device=uv.device, dtype=uv.dtype)
+    grime = bank.noise(torch.addcmul(positive, uv[0], grime_scale), torch.addcmul(positive, uv[1], grime_scale))
     albedo = albedo * (1.0 - mats[M_GRIME] * (grime - 0.3).clamp_min_(0.0))
     painted = flagged(flags, FLAG_LANES)
     if painted.numel():
@@ -199,25 +201,27 @@ def textured_albedo(bank: TextureBank, materials: torch.Tensor, table: torch.Ten
 
 
 def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, flags: torch.Tensor,
-          albedo: torch.Tensor, points: torch.Tensor, normal: torch.Tensor, view: torch.Tensor,
-          visible: torch.Tensor) -> torch.Tensor:
+          albedo: torch.Tensor, to_light: torch.Tensor, n_dot_to_light: torch.Tensor, normal: torch.Tensor,
+          view: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """Linear RGB ``(3, B, P)`` of the pixels of ``B`` images with ``P`` pixels each.
 
-    Per-pixel inputs are ``(C, B, P)`` (``visible``: ``(B, P)``, 1 lit, 0 shadowed), ``images`` the
-    per-image table ``(IMAGE_ROWS, B, 1)``; ``mat_ids`` ``(B*P,)``, their :func:`pixel_flags` and the raw
-    material rows ``materials`` serve the few pixels with specular highlights or emission.
+    Per-pixel inputs are ``(C, B, P)`` (``to_light``: from the surface point to the key light,
+    ``n_dot_to_light`` its dot product with the normal, ``visible``: ``(B, P)``, 1 lit, 0 shadowed),
+    ``images`` the per-image table ``(IMAGE_ROWS, B, 1)``; ``mat_ids`` ``(B*P,)``, their
+    :func:`pixel_flags` and the raw material rows ``materials`` serve the few pixels with specular
+    highlights or emission.
     """
-    to_light = images[I_LIGHT] - points
     dist2 = dot(to_light, to_light)
     inv_dist = dist2.rsqrt()
-    n_dot_l = (dot(normal, to_light) * inv_dist).clamp_min(0.0)
+    n_dot_l = (n_dot_to_light * inv_dist).clamp_min(0.0)
     strength = n_dot_l * visible / (1.0 + dist2 * images[I_INV_FALLOFF2])
+    # Hemispheric ambient: ground + (sky - ground) * (1 + n_y) / 2, as one addcmul about the midpoint.
     sky, ground = images[I_AMBIENT_SKY], images[I_AMBIENT_GROUND]
-    irradiance = torch.addcmul(ground, sky - ground, 0.5 + 0.5 * normal[1])
+    irradiance = torch.addcmul(0.5 * (sky + ground), 0.5 * (sky - ground), normal[1])
     irradiance = torch.addcmul(irradiance, images[I_FILL_COLOUR], dot(normal, images[I_FILL_DIR]).clamp_min(0.0))
     irradiance = torch.addcmul(irradiance, images[I_LIGHT_COLOUR], strength)
     colour = (albedo * irradiance).view(3, -1)
-    per_image = points.shape[-1]
+    per_image = normal.shape[-1]
     glossy = flagged(flags, FLAG_SPECULAR)
     if glossy.numel():
         def sub(x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +242,7 @@ def shade(images: torch.Tensor, materials: torch.Tensor, mat_ids: torch.Tensor, 
     if glowing.numel():
         emission = materials[:, S.MAT_EMISSION].t().contiguous().index_select(1, mat_ids.index_select(0, glowing))
         colour.index_add_(1, glowing, emission)
-    return colour.view(3, *points.shape[1:])
+    return colour.view(3, *normal.shape[1:])
 
 
 def apply_haze(images: torch.Tensor, colour: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:

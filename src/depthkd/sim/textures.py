@@ -276,7 +276,8 @@ class TextureBank:
         padded = self.size + 2
         grid = torch.empty((1, 1, u.numel(), 2), device=u.device, dtype=u.dtype)
         torch.add(atlas_x, torch.frac(u), alpha=2.0 * self.size / (padded * self.layers), out=grid[0, 0, :, 0])
-        torch.add(torch.frac(v) * (2.0 * self.size / padded), 2.0 / padded - 1.0, out=grid[0, 0, :, 1])
+        top = torch.tensor(2.0 / padded - 1.0, device=u.device, dtype=u.dtype)  # a 0-d start: one pass
+        torch.add(top, torch.frac(v), alpha=2.0 * self.size / padded, out=grid[0, 0, :, 1])
         return grid
 
     def pattern(self, atlas_x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -292,7 +293,7 @@ class TextureBank:
 
     def noise(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Smooth fractal noise ``(N,)`` in [0, 1] with a period of one unit of ``u, v``."""
-        start = torch.full_like(u, float(self.atlas_x(torch.tensor(NOISE_LAYER))))
+        start = self.atlas_x(torch.tensor(NOISE_LAYER, device=u.device))  # 0-d, broadcast in _grid
         return F.grid_sample(self.pattern_atlas, self._grid(start, u, v), mode="nearest",
                              align_corners=False).view(-1)
 
