@@ -9,9 +9,10 @@ Measures, on ``--threads`` CPU threads (default 2):
 - ``render_batch`` in ``--workers`` independent processes of one thread each (a barrier starts
   them together): what the cores give when each renders whole batches, scene sampling (Python)
   included, instead of sharing every op between threads;
-- the same scenes as training reads them: :class:`~depthkd.sim.SimStream` behind a ``DataLoader``
-  with ``--workers`` processes (default: one per thread; PyTorch gives each worker one thread); the
-  gap to the figure above is the cost of handing items between processes;
+- the scenes as training reads them: a :class:`~depthkd.sim.SimDataset` through the engine's own
+  training ``DataLoader`` (``depthkd.engine.data.train_loader``: shuffled indices, a batch prefetched
+  in one render pass) with ``--workers`` processes (default: one per thread; PyTorch gives each
+  worker one thread); the gap to the figure above is the cost of handing batches between processes;
 - one training step of a MobileNetV2 student (timm ``mobilenetv2_100`` features_only encoder and a
   small convolutional decoder; forward, backward, AdamW step) on a batch of 8 at 240x320, and the
   ratio of simulator images/s to training images/s (target >= 3: the simulator must not be the
@@ -114,22 +115,23 @@ def process_rate(domain: str, size: tuple[int, int], workers: int, batch: int, b
     return workers * batches * batch / seconds
 
 
-def loader_rate(domain: str, size: tuple[int, int], workers: int, render_chunk: int, batches: int = 24) -> float:
-    """Images/s of ``SimStream`` through a DataLoader with ``workers`` processes, in steady state
-    (after every worker has delivered its first batches)."""
-    from torch.utils.data import DataLoader
+def loader_rate(domain: str, size: tuple[int, int], workers: int, batch: int, batches: int = 24) -> float:
+    """Images/s of a ``SimDataset`` through the engine's training DataLoader with ``workers``
+    processes, in steady state (after every worker has delivered its first batches)."""
+    from depthkd.config import DataConfig
+    from depthkd.engine.data import train_loader
+    from depthkd.sim import SimDataset
 
-    from depthkd.sim import SimStream
-
-    stream = SimStream(domain, size, seed=0, batch_render=render_chunk)
-    loader = DataLoader(stream, batch_size=render_chunk, num_workers=workers, prefetch_factor=2)
+    dataset = SimDataset(domain, length=1_000_000, size=size, seed=0)
+    loader = train_loader(dataset, DataConfig(batch_size=batch, num_workers=workers), seed=0, rank=0,
+                          world_size=1, start_batch=0)
     batches_seen = iter(loader)
     for _ in range(2 * workers):  # warm-up: worker start, first chunks
         next(batches_seen)
     start = time.perf_counter()
     for _ in range(batches):
         next(batches_seen)
-    rate = batches * render_chunk / (time.perf_counter() - start)
+    rate = batches * batch / (time.perf_counter() - start)
     del batches_seen  # shuts the workers down
     return rate
 
@@ -188,8 +190,8 @@ def main() -> None:
         cases = [("indoor", (240, 320), 8), ("indoor", (120, 160), 32)]
         for title, measure in [
             (f"render_batch in {workers} processes at once (1 thread each):", process_rate),
-            (f"As training reads them: SimStream + DataLoader, {workers} worker processes (1 thread each):",
-             loader_rate),
+            (f"As training reads them: SimDataset + the engine's DataLoader, {workers} worker processes "
+             "(1 thread each):", loader_rate),
         ]:
             print(title)
             for domain, size, chunk in cases:

@@ -213,3 +213,8 @@ def test_multi_domain_sim_interleaves_domains_with_instances() -> None:
     assert dataset[1]["instances"].shape == (1, 12, 16)
     with pytest.raises(IndexError):
         dataset[3]
+    fresh = MultiDomainSim(("ood_shapes", "ood_clutter"), length=3, size=(12, 16), seed=0)
+    fresh.prefetch([2, -2, 0])  # each domain's share rendered in one pass
+    assert sorted(fresh.parts[0].source._prefetched) == [0, 1] and list(fresh.parts[1].source._prefetched) == [0]
+    for i in range(3):
+        assert torch.equal(fresh[i]["image"], dataset[i]["image"])

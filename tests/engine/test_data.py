@@ -62,6 +62,25 @@ def test_seeded_items_are_reproducible_and_leave_the_global_rng_alone() -> None:
     assert not torch.equal(items[(1, 43)]["image"], first)
 
 
+class PrefetchingItems(RandomItems):
+    def __init__(self) -> None:
+        self.prefetched: list[list[int]] = []
+
+    def prefetch(self, indices: list[int]) -> None:
+        self.prefetched.append(list(indices))
+
+
+def test_seeded_items_hand_a_batch_to_prefetch_then_seed_each_item() -> None:
+    dataset = PrefetchingItems()
+    items = SeededItems(dataset)
+    keys = [(2, 7), (0, 8), (2, 9)]
+    batch = items.__getitems__(keys)
+    assert dataset.prefetched == [[2, 0, 2]]
+    for key, item in zip(keys, batch):
+        assert torch.equal(item["image"], items[key]["image"]) and item["index"] == key[0]
+    assert len(SeededItems(RandomItems()).__getitems__(keys)) == 3  # no prefetch: item by item
+
+
 def test_shard_sampler_covers_each_item_once() -> None:
     shards = [list(ShardSampler(7, rank, 3)) for rank in range(3)]
     assert sorted(itertools.chain(*shards)) == list(range(7))

@@ -42,6 +42,41 @@ def test_item_format_and_agreement_with_render_batch():
         data[3]
 
 
+KEYS = ("image", "depth", "instances", "classes", "intrinsics")
+
+
+def test_a_batch_of_indices_renders_in_one_pass_with_the_same_items(monkeypatch):
+    indices = [5, 0, 3, -1, 0]  # unsorted, negative, repeated
+    alone = [SimDataset("indoor", length=7, size=SIZE, seed=3)[i] for i in indices]
+    data = SimDataset("indoor", length=7, size=SIZE, seed=3)
+    passes = []
+    render = sim_dataset.render_scenes
+    monkeypatch.setattr(sim_dataset, "render_scenes", lambda scenes, *a, **k: passes.append(len(scenes))
+                        or render(scenes, *a, **k))
+    together = data.__getitems__(indices)
+    assert passes == [4]  # 0, 3, 5 and 6 once each, in one pass
+    for x, y in zip(alone, together):
+        assert x["name"] == y["name"]
+        for key in KEYS:
+            assert torch.equal(x[key], y[key]), key
+    together[0]["image"].zero_()  # items own their tensors
+    assert data[5]["image"].abs().sum() > 0
+    assert passes == [4]  # read from the prefetched pass, not rendered again
+    with pytest.raises(IndexError):
+        data.__getitems__([1, 7])
+
+
+def test_dataloader_batches_match_single_items():
+    from torch.utils.data import DataLoader
+
+    from depthkd.data import collate
+
+    data = SimDataset("outdoor", length=5, size=SIZE, seed=1)
+    batch = next(iter(DataLoader(data, batch_size=3, collate_fn=collate)))
+    for k in range(3):
+        assert torch.equal(batch["image"][k], SimDataset("outdoor", length=5, size=SIZE, seed=1)[k]["image"])
+
+
 def test_transform_is_applied():
     def flip(item):
         item["image"] = item["image"].flip(-1)

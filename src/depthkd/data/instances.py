@@ -170,6 +170,13 @@ class MultiDomainSim(Dataset):
         part, offset = index % len(self.domains), index // len(self.domains)
         return self.parts[part][offset]
 
+    def prefetch(self, indices: Sequence[int]) -> None:
+        """Render each domain's share of ``indices`` in one pass (see :meth:`SimDataset.prefetch`)."""
+        count = len(self.domains)
+        indices = [int(i) + self.length if int(i) < 0 else int(i) for i in indices]
+        for part, dataset in enumerate(self.parts):
+            dataset.prefetch([i // count for i in indices if i % count == part and 0 <= i < self.length])
+
     def __repr__(self) -> str:
         return f"MultiDomainSim({'+'.join(self.domains)}, {self.length} items)"
 
