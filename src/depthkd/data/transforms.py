@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torchvision.transforms.v2.functional as TF
+from torch.utils.data import default_collate
 from torchvision.transforms import InterpolationMode
 
 from depthkd.errors import ConfigError, DataError
@@ -349,7 +350,7 @@ def collate(items: Sequence[Item]) -> dict[str, Any]:
                     f"cannot batch {key!r} of different shapes {sorted(shapes)} (items {names}); "
                     "crop or resize to one size, or use batch size 1"
                 )
-            batch[key] = torch.stack(values)
+            batch[key] = default_collate(values)  # stacks straight into shared memory in a worker
         elif isinstance(first, bool) or not isinstance(first, (Number, tuple)):
             batch[key] = values
         else:
