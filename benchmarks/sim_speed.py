@@ -23,7 +23,10 @@ cores, threads spin at every op's barrier while the other is descheduled, which 
 and CPU time several-fold; ``--threads 1`` then gives the cleaner per-core cost (CPU ms/img). To
 compare renderer changes on a shared machine, count instructions instead (``render_work.py``).
 
-    python benchmarks/sim_speed.py [--threads 2] [--workers 2] [--repeats 5] [--device cpu]
+``--compile`` times the renderer with its compiled ray-primitive tests (:mod:`depthkd.sim.kernels`); each
+process compiles them in its warm-up (10-25 s the first time, seconds once PyTorch's cache holds them).
+
+    python benchmarks/sim_speed.py [--threads 2] [--workers 2] [--repeats 5] [--device cpu] [--compile]
 """
 
 from __future__ import annotations
@@ -161,17 +164,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader worker processes of the training-path figures (default: --threads)")
     parser.add_argument("--skip-student", action="store_true", help="only time the simulator")
+    parser.add_argument("--compile", action="store_true",
+                        help="compiled ray-primitive tests (depthkd.sim.compile_kernels); worker processes inherit it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    from depthkd.sim import DOMAINS, render_batch, sample_scene
+    from depthkd.sim import DOMAINS, compile_kernels, render_batch, sample_scene
+
+    compile_kernels(args.compile)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    print(f"threads={torch.get_num_threads()} device={device}")
+    print(f"threads={torch.get_num_threads()} device={device} compiled kernels={args.compile}")
     print(f"{'domain':12s} {'size':>8s} {'batch':>5s} {'prims':>6s} {'img/s':>8s} {'cpu ms/img':>10s} {'target':>7s}")
     results = {}
     cases = [("indoor", (240, 320), 8), ("indoor", (120, 160), 16)]

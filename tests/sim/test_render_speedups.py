@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ import torch
 import depthkd.sim.render as render_module
 from depthkd.sim import render_batch
 from depthkd.sim.camera import tile_grid, world_directions
+from depthkd.sim import kernels
 from depthkd.sim.domains import sample_scene, scene_generator
+from depthkd.sim.primitives import INTERSECT, intersect_box, intersect_sphere
 from depthkd.sim.render import default_tile
 from depthkd.sim.scene import look_rotation, stack_scenes
 from depthkd.sim.trace import _cone_hits_box, pair_frames, primitive_table
@@ -129,3 +133,52 @@ def test_look_rotation_matches_the_cross_product_construction():
         right, down = math.cos(roll) * right + math.sin(roll) * down, -math.sin(roll) * right + math.cos(roll) * down
         np.testing.assert_allclose(look_rotation(yaw, pitch, roll), np.stack([right, down, forward], axis=1),
                                    rtol=0, atol=1e-15)
+
+
+def _random_rays(per_ray_origin: bool, n: int = 300, rays: int = 64):
+    gen = torch.Generator().manual_seed(11)
+    shape = (n, rays) if per_ray_origin else (n, 1)
+    origin = tuple(torch.randn(shape, generator=gen) * 3.0 for _ in range(3))
+    direction = tuple(torch.randn(n, rays, generator=gen) for _ in range(3))
+    params = tuple(torch.rand(n, 1, generator=gen) + 0.2 for _ in range(4))
+    return origin, direction, params
+
+
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="compiling needs a C++ compiler; "
+                    "the fallback is tested below")
+def test_compiled_intersection_tests_match_the_eager_ones():
+    """Each kind's compiled test (camera rays from one origin per pair; shadow rays from per-ray origins)
+    hits what the eager test hits, at the same distances to float rounding."""
+    for kind, per_ray_origin in ((1, False), (1, True), (2, False), (3, False)):
+        kernel = kernels.CompiledKernel(INTERSECT[kind])
+        origin, direction, params = _random_rays(per_ray_origin)
+        eager = INTERSECT[kind](origin, direction, params, 1e-4)
+        compiled = kernel(origin, direction, params, 1e-4)
+        assert not kernel.failed, INTERSECT[kind].__name__
+        assert torch.isfinite(eager).sum() > 100  # the rays hit something
+        assert torch.equal(torch.isfinite(compiled), torch.isfinite(eager))
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_a_kernel_that_cannot_compile_warns_once_and_runs_eager(monkeypatch):
+    def no_compiler(fn, **options):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    kernel = kernels.CompiledKernel(intersect_sphere)
+    origin, direction, params = _random_rays(False)
+    with pytest.warns(RuntimeWarning, match="intersect_sphere failed.*no C\\+\\+ compiler found"):
+        first = kernel(origin, direction, params, 1e-4)
+    assert kernel.failed and torch.equal(first, intersect_sphere(origin, direction, params, 1e-4))
+    assert torch.equal(kernel(origin, direction, params, 1e-4), first)  # eager from now on, no new warning
+
+
+def test_compile_switch_picks_the_kernels_the_tracer_calls(monkeypatch):
+    monkeypatch.setattr(kernels, "_enabled", False)
+    assert kernels.intersect(1) is intersect_box and not kernels.kernels_compiled()
+    kernels.compile_kernels(True)
+    assert kernels.intersect(1) is kernels.COMPILED_INTERSECT[1] and kernels.kernels_compiled()
+    kernels.compile_kernels(False)
+    assert kernels.intersect(1) is intersect_box

@@ -12,11 +12,13 @@ object, 0 for walls/floor/road/sky), class ids (:data:`CLASS_NAMES`) and pinhole
     data = SimDataset("indoor", length=1000, size=(240, 320), seed=0)
 
 ``write_dataset`` / ``write_preview`` write files; ``SceneBuilder`` + ``render_scenes`` render
-hand-built scenes.
+hand-built scenes. ``compile_kernels()`` (or ``DEPTHKD_SIM_COMPILE=1``) compiles the ray-primitive
+tests for long runs (see :mod:`depthkd.sim.kernels`).
 """
 
 from depthkd.sim.dataset import SimDataset, SimStream
 from depthkd.sim.domains import DOMAINS, OOD_DOMAINS, REGISTRY, get_domain, sample_scene
+from depthkd.sim.kernels import compile_kernels, kernels_compiled
 from depthkd.sim.render import render_batch, render_scenes
 from depthkd.sim.scene import CLASS_NAMES, SceneBuilder
 from depthkd.sim.writer import write_dataset, write_preview
@@ -29,7 +31,9 @@ __all__ = [
     "SceneBuilder",
     "SimDataset",
     "SimStream",
+    "compile_kernels",
     "get_domain",
+    "kernels_compiled",
     "render_batch",
     "render_scenes",
     "sample_scene",

@@ -32,6 +32,7 @@ import torch
 
 from depthkd.errors import DataError
 from depthkd.sim.camera import TileGrid, tile_cones
+from depthkd.sim.kernels import intersect
 from depthkd.sim.primitives import INTERSECT, Vec, local_bounds
 from depthkd.sim.scene import SceneBatch
 
@@ -327,7 +328,7 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, table: 
     untouched = True  # while no row has a hit yet, a group with distinct rows can be written directly
     for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, table):
         frames = pair_frames(batch, grid, table, image, tile, gids)
-        t = INTERSECT[kind](frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
+        t = intersect(kind)(frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
         key = (t.view(torch.int32).long() << ID_BITS) | (gids + 1)[:, None]
         row = image * grid.num_tiles + tile
         if untouched and inside and row.unique().numel() == row.numel():
@@ -366,7 +367,7 @@ def shadowed(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, depth: torc
         directions = frames.directions(grid)
         start = tuple(torch.addcmul(o, t_hit, d) for o, d in zip(frames.origin, directions))
         towards = tuple(l - s for l, s in zip(frames.light, start))
-        t = INTERSECT[kind](start, towards, frames.params, t_min)
+        t = intersect(kind)(start, towards, frames.params, t_min)
         hit = (t < 1.0) & (own.index_select(0, row) != (gids + 1).int()[:, None])
         blocked.index_add_(0, row, hit.float())
     return blocked > 0
