@@ -1,9 +1,11 @@
 """Optional compiled ray-primitive tests, for long simulator runs.
 
 Each intersection test is a chain of about twenty elementwise passes over (pairs x rays); under
-``torch.compile`` it becomes one fused loop. On a 2-core CPU that renders about 12% faster at 120x160
-(``python benchmarks/sim_speed.py --compile``), for 10-25 s of compilation the first time a process
-meets each kind of test (PyTorch caches the result on disk, so later processes load it in seconds).
+``torch.compile`` it becomes one fused loop (the slab test alone: 14x faster). Measured on a 2-core CPU
+at 120x160, one thread per process (as in DataLoader workers): 12-17% less time per image, 6% more
+images/s from two processes (``python benchmarks/sim_speed.py --compile``); in one process with two
+threads it was slower. Compiling takes 10-25 s the first time a process meets each kind of test
+(PyTorch caches the result on disk, so later processes load it in seconds).
 
 Off by default (our default): short runs, the CLI and the tests would pay the compilation, and it needs
 a C++ compiler (CPU) or Triton (GPU). Turn it on with :func:`compile_kernels` or the environment variable
