@@ -9,10 +9,10 @@ threads it was slower. Compiling takes 10-25 s the first time a process meets ea
 
 Off by default (our default): short runs, the CLI and the tests would pay the compilation, and it needs
 a C++ compiler (CPU) or Triton (GPU). Turn it on with :func:`compile_kernels` or the environment variable
-``DEPTHKD_SIM_COMPILE=1`` (forked DataLoader workers inherit either, spawned ones only the variable). Compiled tests agree with the eager ones to
-float rounding, not bit for bit (and an image's last bits may then depend on which scenes share its render
-pass), so keep them off for data that must be reproduced byte for byte. If compiling fails, a warning says
-why and the eager test is used from then on.
+``DEPTHKD_SIM_COMPILE=1`` (forked DataLoader workers inherit either, spawned ones only the variable).
+Compiled tests agree with the eager ones to float rounding, not bit for bit (and an image's last bits may
+then depend on which scenes share its render pass), so keep them off for data that must be reproduced
+byte for byte. If compiling fails, a warning says why and the eager test is used from then on.
 """
 
 from __future__ import annotations
