@@ -218,3 +218,5 @@ def test_multi_domain_sim_interleaves_domains_with_instances() -> None:
     assert sorted(fresh.parts[0].source._prefetched) == [0, 1] and list(fresh.parts[1].source._prefetched) == [0]
     for i in range(3):
         assert torch.equal(fresh[i]["image"], dataset[i]["image"])
+    with pytest.raises(IndexError):
+        fresh.prefetch([0, 3])

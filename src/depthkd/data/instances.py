@@ -162,20 +162,25 @@ class MultiDomainSim(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Item:
+    def _check(self, index: int) -> int:
+        index = int(index)
         if index < 0:
             index += self.length
         if not 0 <= index < self.length:
             raise IndexError(f"MultiDomainSim index {index} out of range for length {self.length}")
+        return index
+
+    def __getitem__(self, index: int) -> Item:
+        index = self._check(index)
         part, offset = index % len(self.domains), index // len(self.domains)
         return self.parts[part][offset]
 
     def prefetch(self, indices: Sequence[int]) -> None:
         """Render each domain's share of ``indices`` in one pass (see :meth:`SimDataset.prefetch`)."""
         count = len(self.domains)
-        indices = [int(i) + self.length if int(i) < 0 else int(i) for i in indices]
+        indices = [self._check(i) for i in indices]
         for part, dataset in enumerate(self.parts):
-            dataset.prefetch([i // count for i in indices if i % count == part and 0 <= i < self.length])
+            dataset.prefetch([i // count for i in indices if i % count == part])
 
     def __repr__(self) -> str:
         return f"MultiDomainSim({'+'.join(self.domains)}, {self.length} items)"

@@ -20,7 +20,7 @@ The endless form (``length=None``) gives DataLoader worker ``w`` of ``W`` (and, 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from depthkd.errors import ConfigError
 from depthkd.sim.domains import get_domain, sample_scene
-from depthkd.sim.render import check_size, render_batch, render_scenes
+from depthkd.sim.render import check_size, render_scenes
 
 Item = dict[str, Any]
 
@@ -67,18 +67,19 @@ class _SimSource:
         self._prefetched = {}
         if not todo:
             return
-        scenes = [sample_scene(self.domain, self.seed, i, self.size) for i in todo]
-        batch = render_scenes(scenes, self.size, self.device)
-        batch = {key: value.cpu() for key, value in batch.items()}
+        batch = self._render(todo)
         self._prefetched = {index: (batch, row) for row, index in enumerate(todo)}
+
+    def _render(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Items ``indices`` rendered in one pass, on the CPU."""
+        scenes = [sample_scene(self.domain, self.seed, i, self.size) for i in indices]
+        return {key: value.cpu() for key, value in render_scenes(scenes, self.size, self.device).items()}
 
     def chunk(self, k: int) -> dict[str, torch.Tensor]:
         if k in self._cache:
             self._cache.move_to_end(k)
             return self._cache[k]
-        batch = render_batch(self.domain, self.batch_render, self.size, self.seed, self.device,
-                             start=k * self.batch_render)
-        batch = {key: value.cpu() for key, value in batch.items()}
+        batch = self._render(range(k * self.batch_render, (k + 1) * self.batch_render))
         self._cache[k] = batch
         while len(self._cache) > self.cache_chunks:
             self._cache.popitem(last=False)
