@@ -13,6 +13,8 @@ Measures, on ``--threads`` CPU threads (default 2):
   training ``DataLoader`` (``depthkd.engine.data.train_loader``: shuffled indices, a batch prefetched
   in one render pass) with ``--workers`` processes (default: one per thread; PyTorch gives each
   worker one thread); the gap to the figure above is the cost of handing batches between processes;
+  both multi-process figures are the best of ``--repeats`` timed windows of about a second each,
+  with the median window in brackets (other jobs on the machine only ever slow a window down);
 - one training step of a MobileNetV2 student (timm ``mobilenetv2_100`` features_only encoder and a
   small convolutional decoder; forward, backward, AdamW step) on a batch of 8 at 240x320, and the
   ratio of simulator images/s to training images/s (target >= 3: the simulator must not be the
@@ -32,6 +34,7 @@ process compiles them in its warm-up (10-25 s the first time, seconds once PyTor
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -43,14 +46,16 @@ TARGETS = {(240, 320): 50.0, (120, 160): 200.0}
 
 
 def print_row(domain: str, size: tuple[int, int], batch: int, rate: float, prims: float | None = None,
-              cpu_ms: float | None = None) -> None:
-    """One line of the results table, with the verdict against :data:`TARGETS` for indoor scenes."""
+              cpu_ms: float | None = None, spread: float | None = None) -> None:
+    """One line of the results table, with the verdict against :data:`TARGETS` for indoor scenes;
+    ``spread``: the median rate of the timed windows, printed after the verdict."""
     target = TARGETS.get(size) if domain == "indoor" else None
     verdict = "" if target is None else ("ok" if rate >= target else f"< {target:g}")
     prims_text = "" if prims is None else f"{prims:.1f}"
     cpu_text = "" if cpu_ms is None else f"{cpu_ms:.1f}"
+    spread_text = "" if spread is None else f" ({spread:.1f})"
     print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {batch:5d} {prims_text:>6s} {rate:8.1f} {cpu_text:>10s} "
-          f"{verdict:>7s}")
+          f"{verdict:>7s}{spread_text}")
 
 
 def best_time(fn, repeats: int) -> tuple[float, float]:
@@ -92,35 +97,44 @@ class TinyDepthStudent(nn.Module):
         return nn.functional.softplus(self.head(y))
 
 
-def _render_in_process(domain: str, size: tuple[int, int], batch: int, batches: int, offset: int,
-                       barrier) -> float:
+def _render_in_process(domain: str, size: tuple[int, int], batch: int, batches: int, windows: int, offset: int,
+                       barrier) -> list[float]:
+    """Seconds of each of ``windows`` timed windows of ``batches`` batches; every window starts at a
+    barrier shared with the other processes, so the windows of all processes overlap."""
     torch.set_num_threads(1)
     from depthkd.sim import render_batch
 
     render_batch(domain, batch, size, offset)  # warm-up
-    barrier.wait()
-    start = time.perf_counter()
-    for k in range(batches):
-        render_batch(domain, batch, size, offset + 1 + k)
-    return time.perf_counter() - start
+    seconds = []
+    for window in range(windows):
+        barrier.wait()
+        start = time.perf_counter()
+        for k in range(batches):
+            render_batch(domain, batch, size, offset + 1 + window * batches + k)
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
-def process_rate(domain: str, size: tuple[int, int], workers: int, batch: int, batches: int = 6) -> float:
-    """Images/s of ``workers`` processes rendering at once (one thread each), started together."""
+def process_rates(domain: str, size: tuple[int, int], workers: int, batch: int, windows: int,
+                  batches: int = 6) -> list[float]:
+    """Images/s of ``workers`` processes rendering at once (one thread each), per timed window; a
+    window lasts until its slowest process is done."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
     with context.Manager() as manager, context.Pool(workers) as pool:
         barrier = manager.Barrier(workers)
-        jobs = [pool.apply_async(_render_in_process, (domain, size, batch, batches, 1000 * w, barrier))
+        jobs = [pool.apply_async(_render_in_process, (domain, size, batch, batches, windows, 100_000 * w, barrier))
                 for w in range(workers)]
-        seconds = max(job.get() for job in jobs)
-    return workers * batches * batch / seconds
+        per_worker = [job.get() for job in jobs]
+    return [workers * batches * batch / max(window) for window in zip(*per_worker)]
 
 
-def loader_rate(domain: str, size: tuple[int, int], workers: int, batch: int, batches: int = 24) -> float:
+def loader_rates(domain: str, size: tuple[int, int], workers: int, batch: int, windows: int,
+                 batches: int = 24) -> list[float]:
     """Images/s of a ``SimDataset`` through the engine's training DataLoader with ``workers``
-    processes, in steady state (after every worker has delivered its first batches)."""
+    processes, per timed window of ``batches`` batches, in steady state (after every worker has
+    delivered its first batches)."""
     from depthkd.config import DataConfig
     from depthkd.engine.data import train_loader
     from depthkd.sim import SimDataset
@@ -131,12 +145,14 @@ def loader_rate(domain: str, size: tuple[int, int], workers: int, batch: int, ba
     batches_seen = iter(loader)
     for _ in range(2 * workers):  # warm-up: worker start, first chunks
         next(batches_seen)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(batches_seen)
-    rate = batches * batch / (time.perf_counter() - start)
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(batches_seen)
+        rates.append(batches * batch / (time.perf_counter() - start))
     del batches_seen  # shuts the workers down
-    return rate
+    return rates
 
 
 def training_step_time(device: torch.device, repeats: int, batch: int = 8, size=(240, 320)) -> tuple[float, float]:
@@ -196,13 +212,14 @@ def main() -> None:
         # Per worker, larger batches at 120x160: each process's per-op overhead is its own.
         cases = [("indoor", (240, 320), 8), ("indoor", (120, 160), 32)]
         for title, measure in [
-            (f"render_batch in {workers} processes at once (1 thread each):", process_rate),
+            (f"render_batch in {workers} processes at once (1 thread each):", process_rates),
             (f"As training reads them: SimDataset + the engine's DataLoader, {workers} worker processes "
-             "(1 thread each):", loader_rate),
+             "(1 thread each):", loader_rates),
         ]:
-            print(title)
+            print(title + f" best of {args.repeats} windows (median)")
             for domain, size, chunk in cases:
-                print_row(domain, size, chunk, measure(domain, size, workers, chunk))
+                rates = measure(domain, size, workers, chunk, args.repeats)
+                print_row(domain, size, chunk, max(rates), spread=statistics.median(rates))
 
     if args.skip_student:
         return
