@@ -77,6 +77,26 @@ def test_box_surface_faces_normals_and_uv():
     assert torch.allclose(torch.stack(uv, 1), torch.tensor([[-0.3, 0.2], [0.1, 0.2], [0.3, 0.1]]))
 
 
+def test_box_surface_on_every_face_of_random_boxes():
+    """Points drawn on a known face of random boxes get that face's id, its outward unit normal and
+    the two coordinates along the face (the z coordinate across the x and y faces)."""
+    gen = torch.Generator().manual_seed(7)
+    n = 600
+    half = torch.rand(3, n, generator=gen) * 2 + 0.1
+    face = torch.arange(n) % 6
+    axis, outward = face // 2, (face % 2) * 2.0 - 1.0
+    points = (torch.rand(3, n, generator=gen) * 2 - 1) * half * 0.999  # strictly inside the other slabs
+    points[axis, torch.arange(n)] = outward * half[axis, torch.arange(n)]
+    normal, got_face, (u, v) = surface_box(tuple(points), tuple(half))
+    assert torch.equal(got_face, face)
+    expected_normal = torch.zeros(3, n)
+    expected_normal[axis, torch.arange(n)] = outward
+    assert torch.equal(torch.stack(normal), expected_normal)
+    x, y, z = points
+    assert torch.equal(u, torch.where(axis == 0, z, x))
+    assert torch.equal(v, torch.where(axis == 1, z, y))
+
+
 def test_cylinder_surface_side_and_caps():
     p = vec((1.0, 0.0, 0.0), (0.2, 2.0, 0.1), (0.0, -2.0, 0.5))
     normal, face, _ = surface_cylinder(p, params(1.0, 2.0, n=3))

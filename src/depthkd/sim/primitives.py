@@ -119,8 +119,8 @@ def surface_box(p: Vec, params: Sequence[torch.Tensor]) -> Surface:
     """The face whose axis has the largest ``|p| / half``; texture axes keep v vertical on walls.
 
     Selections are written as arithmetic on 0/1 float masks (``copysign``, ``addcmul``), not as
-    ``torch.where`` or bool-float products: on CPU those take several times longer per element, and on
-    finite inputs the results are the same bits.
+    ``torch.where`` or bool-float products: on CPU those take several times longer per element, and for
+    points on the surface the results are the same bits.
     """
     qx, qy, qz = (p[i].abs().div_(params[i]) for i in range(3))
     on_x = (qx >= qy) & (qx >= qz)
