@@ -46,16 +46,16 @@ TARGETS = {(240, 320): 50.0, (120, 160): 200.0}
 
 
 def print_row(domain: str, size: tuple[int, int], batch: int, rate: float, prims: float | None = None,
-              cpu_ms: float | None = None, spread: float | None = None) -> None:
+              cpu_ms: float | None = None, median: float | None = None) -> None:
     """One line of the results table, with the verdict against :data:`TARGETS` for indoor scenes;
-    ``spread``: the median rate of the timed windows, printed after the verdict."""
+    ``median``: the median rate of the timed windows, printed after the verdict."""
     target = TARGETS.get(size) if domain == "indoor" else None
     verdict = "" if target is None else ("ok" if rate >= target else f"< {target:g}")
     prims_text = "" if prims is None else f"{prims:.1f}"
     cpu_text = "" if cpu_ms is None else f"{cpu_ms:.1f}"
-    spread_text = "" if spread is None else f" ({spread:.1f})"
+    median_text = "" if median is None else f" ({median:.1f})"
     print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {batch:5d} {prims_text:>6s} {rate:8.1f} {cpu_text:>10s} "
-          f"{verdict:>7s}{spread_text}")
+          f"{verdict:>7s}{median_text}")
 
 
 def best_time(fn, repeats: int) -> tuple[float, float]:
@@ -219,7 +219,7 @@ def main() -> None:
             print(title + f" best of {args.repeats} windows (median)")
             for domain, size, chunk in cases:
                 rates = measure(domain, size, workers, chunk, args.repeats)
-                print_row(domain, size, chunk, max(rates), spread=statistics.median(rates))
+                print_row(domain, size, chunk, max(rates), median=statistics.median(rates))
 
     if args.skip_student:
         return

@@ -108,8 +108,8 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     height, width = grid.height, grid.width
     batch_size, per_image = batch.batch_size, grid.num_tiles * grid.tile_pixels
 
-    table = primitive_table(batch)  # culling and tracing both read it
-    depth, ids = closest_hits(batch, grid, primary_pairs(batch, grid, table), table)  # (B*T, S)
+    prim_table = primitive_table(batch)  # culling and tracing both read it
+    depth, ids = closest_hits(batch, grid, primary_pairs(batch, grid, prim_table), prim_table)  # (B*T, S)
     # Shading runs densely over all pixels, shaped (channels, B, pixels per image), so per-image
     # constants broadcast; pixels that hit nothing are shaded with a stand-in and replaced by sky.
     flat_ids = ids.view(-1)
