@@ -10,6 +10,7 @@
     instances:sim/rgb?masks=sim/instances&depth=sim/depth   (images + instance PNGs, data-free KD)
     sim:indoor?num=64&size=240x320&seed=0     (the procedural simulator)
     sim:ood_shapes+ood_clutter?num=600        (several simulator domains, interleaved)
+    sim:outdoor?size=128x416&gt=lidar        (sensor-like ground truth: gt=dense|lidar|kinect|kinect_filled)
 
 Paths may be relative (to the working directory). Defaults where the spec leaves a path out (ours):
 ``splits`` is ``splits.mat`` beside the ``.mat`` file; ``root`` is the list file's folder;
@@ -103,7 +104,13 @@ _PARAMS: dict[str, dict[str, Callable[[str, str], Any]]] = {
         "depth_scale": _parse_float,
         "allow_missing": _parse_bool,
     },
-    "sim": {"num": _parse_int, "size": _parse_size, "seed": _parse_int, "batch_render": _parse_int},
+    "sim": {
+        "num": _parse_int,
+        "size": _parse_size,
+        "seed": _parse_int,
+        "batch_render": _parse_int,
+        "gt": lambda k, v: v,
+    },
 }
 SCHEMES = tuple(_PARAMS)
 
