@@ -68,7 +68,7 @@ def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> 
     """
     path = Path(path)
     config = read_student_config(path)
-    config.pretrained_path = None  # the checkpoint already holds every weight
+    config.pretrained_path = config.init_weights = None  # the checkpoint already holds every weight
     model = DepthStudent(config)
     state = load_file(str(path), device=str(torch.device(map_location)))
     try:
@@ -76,3 +76,21 @@ def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> 
     except RuntimeError as err:
         raise ModelError(f"weights in {path} do not match its student config: {err}") from err
     return model.to(map_location).eval()
+
+
+def load_initial_weights(model: DepthStudent, source: str) -> None:
+    """Copy the weights of ``source`` (a student checkpoint path or a built-in teacher name) into
+    ``model`` (:attr:`StudentConfig.init_weights`); a :class:`ModelError` names the file when they
+    do not fit."""
+    from depthkd.models.teachers.builtin import BUILTIN_TEACHERS, weights_path
+
+    path = weights_path(source) if source in BUILTIN_TEACHERS else Path(source)
+    if not path.is_file():
+        raise ModelError(f"student init_weights {source!r}: no such file {path} (expected a student "
+                         f"checkpoint or one of {', '.join(BUILTIN_TEACHERS)})")
+    read_student_config(path)  # a clear error for a file that is not a student checkpoint
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"student init_weights {path} do not fit this student's architecture: {err}") from err
+    log.info("student starts from the weights of %s", path)

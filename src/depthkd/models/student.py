@@ -50,6 +50,9 @@ class StudentConfig:
         arch_options: ``depth-anything`` sizes (hidden_size, num_layers, num_heads, patch_size,
             mlp_ratio, neck_hidden_sizes, fusion_hidden_size, head_hidden_size) and ``stem`` (a timm
             CNN that makes it a DPT-Hybrid-style CNN + ViT); stored resolved.
+        init_weights: start from the weights of a student checkpoint written by depthkd (a path) or of
+            a built-in teacher (its name), e.g. to fine-tune ``sim-vit`` on another domain; every
+            weight must fit this architecture (``max_depth`` may differ). Used at build time only.
     """
 
     backbone: str = "mobilenetv2_100"
@@ -68,6 +71,7 @@ class StudentConfig:
     bins_mlp_hidden: int = 256
     arch: str = "unet"
     arch_options: dict[str, Any] | None = None
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -156,7 +160,15 @@ class DepthStudent(nn.Module):
             self.encoder, self.decoder, self.head = build_depth_anything_parts(
                 config.arch_options, config.min_depth, config.max_depth
             )
-            return
+        else:
+            self._build_unet(config)
+        if config.init_weights is not None:
+            from depthkd.models.checkpoint import load_initial_weights
+
+            load_initial_weights(self, config.init_weights)
+
+    def _build_unet(self, config: StudentConfig) -> None:
+        """Encoder (timm), LG-Conv if asked, U-Net decoder and head."""
         self.encoder = Encoder(config.backbone, config.out_indices, config.pretrained_path)
         if config.lgconv:
             # After loading ImageNet weights, so the wrapped convs keep them.

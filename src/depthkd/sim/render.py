@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
 from depthkd.errors import ConfigError
 from depthkd.sim import scene as S
 from depthkd.sim.camera import TileGrid, tile_grid, tiles_to_image, world_directions
-from depthkd.sim.sensor import add_sensor_noise_, apply_sensor
+from depthkd.sim.groundtruth import check_ground_truth
+from depthkd.sim.kinect import KinectModel, fill_holes, kinect_depth, return_strength
+from depthkd.sim.lidar import lidar_depth
+from depthkd.sim.sensor import LUMINANCE, add_sensor_noise_, apply_sensor
 from depthkd.sim.shading import (
     I_CAMERA,
     I_FX,
@@ -57,12 +61,11 @@ def default_tile(height: int, width: int) -> int:
 
 
 def _visibility(batch: S.SceneBatch, grid: TileGrid, depth: torch.Tensor, ids: torch.Tensor,
-                n_dot_to_light: torch.Tensor) -> torch.Tensor:
-    """1 where the key light reaches a pixel's point, 0 where its shadow ray is blocked ``(B, P)``;
-    only points facing the light (``n_dot_to_light > 0``) bound the tiles' shadow rays."""
+                n_dot_to_light: torch.Tensor, lights: torch.Tensor) -> torch.Tensor:
+    """1 where the point light ``lights`` ``(B, 3)`` reaches a pixel's point, 0 where its shadow ray is
+    blocked ``(B, P)``; only points facing the light (``n_dot_to_light > 0``) bound the tiles' shadow rays."""
     active = (n_dot_to_light.view_as(ids) > 0) & (ids > 0)
     centre, radius, any_active = tile_hit_bounds(batch, grid, depth, active)
-    lights = light_positions(batch)
     pairs = shadow_pairs(batch, centre, radius, any_active, lights)
     blocked = shadowed(batch, grid, pairs, depth, ids, lights)
     return 1.0 - blocked.float().view(batch.batch_size, -1)
@@ -83,26 +86,56 @@ def render_scenes(
     *,
     tile: int | None = None,
     shadows: bool = True,
+    gt: str = "dense",
 ) -> dict[str, torch.Tensor]:
     """Render scenes at ``size = (H, W)``, in tiles of ``tile`` pixels (default: :func:`default_tile`).
 
     Returns ``image`` (B,3,H,W) float32 in [0,1], ``depth`` (B,1,H,W) float32 z-depth in metres (0
     where nothing is hit or beyond the scene's ``max_depth``), ``instances`` and ``classes``
     (B,1,H,W) int64, ``intrinsics`` (B,4) float32 ``fx, fy, cx, cy``.
+
+    ``gt`` picks the ground truth in ``depth`` (see :mod:`depthkd.sim.groundtruth`): ``dense`` (the
+    exact depth), ``lidar`` (:mod:`depthkd.sim.lidar`), ``kinect`` or ``kinect_filled``
+    (:mod:`depthkd.sim.kinect`). A sensor's ``depth`` is 0 where it measured nothing, and the exact
+    depth comes along as ``dense_depth``; every other output is the same bytes whatever ``gt`` is.
     """
+    check_ground_truth(gt)
     device = torch.device(device)
     batch = scenes if isinstance(scenes, S.SceneBatch) else S.stack_scenes(scenes, device)
     height, width = size
     grid = tile_grid(height, width, tile or default_tile(height, width), device)
     per_chunk = max(1, CHUNK_PIXELS // (grid.num_tiles * grid.tile_pixels))
     if batch.batch_size <= per_chunk:
-        return _render_chunk(batch, grid, shadows)
-    chunks = [_render_chunk(batch.images(start, start + per_chunk), grid, shadows)
-              for start in range(0, batch.batch_size, per_chunk)]
-    return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+        out = _render_chunk(batch, grid, shadows, gt)
+    else:
+        chunks = [_render_chunk(batch.images(start, start + per_chunk), grid, shadows, gt)
+                  for start in range(0, batch.batch_size, per_chunk)]
+        out = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    if gt == "lidar":
+        out["dense_depth"] = out["depth"]
+        out["depth"] = lidar_depth(batch, (height, width))
+    return out
 
 
-def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[str, torch.Tensor]:
+def _projector_inputs(batch: S.SceneBatch, grid: TileGrid, depth: torch.Tensor, ids: torch.Tensor,
+                      t: torch.Tensor, view: torch.Tensor, normal: torch.Tensor, albedo: torch.Tensor,
+                      mat_ids: torch.Tensor, model: KinectModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, planar ``(1, B, P)``: whether the structured-light projector reaches the point (its
+    ray unblocked by any primitive, the surface facing it) and the pattern's return strength."""
+    offset = batch.cam_rotation[:, :, 0] * model.baseline  # (B, 3): the projector beside the camera
+    to_projector = torch.addcmul(offset.t()[:, :, None], view, t, value=-1.0)
+    n_dot_p = dot(normal, to_projector)
+    every_occluder = replace(batch, prim_shadow=batch.prim_kind >= 0)
+    lit = _visibility(every_occluder, grid, depth, ids, n_dot_p, batch.cam_position + offset)
+    lit = lit * (n_dot_p > 0).float()
+    cos_incidence = n_dot_p / dot(to_projector, to_projector).sqrt().clamp_min(1e-9)
+    luminance = dot(albedo, torch.tensor(LUMINANCE, device=albedo.device)).view_as(t)
+    specular = batch.materials[:, S.MAT_SPECULAR].index_select(0, mat_ids).view_as(t)
+    strength = return_strength(luminance, specular, cos_incidence, model)
+    return lit[None], strength[None]
+
+
+def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = "dense") -> dict[str, torch.Tensor]:
     """:func:`render_scenes` for one chunk of images."""
     device = batch.device
     height, width = grid.height, grid.width
@@ -140,8 +173,10 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     albedo = textured_albedo(bank, batch.materials, table, mat_ids, mats, flags, uv, pixel_size.view(-1))
     to_light = torch.addcmul(images[I_LIGHT] - images[I_CAMERA], view, t, value=-1.0)
     n_dot_to_light = dot(normal, to_light)
+    if gt.startswith("kinect"):  # before shading, which may work in place on its inputs
+        projector = _projector_inputs(batch, grid, depth, ids, t, view, normal, albedo, mat_ids, KinectModel())
     if shadows:
-        visible = _visibility(batch, grid, depth, ids, n_dot_to_light)
+        visible = _visibility(batch, grid, depth, ids, n_dot_to_light, light_positions(batch))
     else:
         visible = torch.ones_like(t)
     colour = shade(images, batch.materials, mat_ids, flags, albedo.view(3, batch_size, per_image), to_light,
@@ -164,12 +199,22 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool) -> dict[st
     metric = torch.where(beyond | (ids.view(batch_size, -1) == 0), 0.0, depth.view(batch_size, -1))
     instance_of = torch.cat([batch.prim_instance.new_zeros(1), batch.prim_instance.view(-1)])
     classes = torch.where(hit, batch.prim_face_class.view(-1).index_select(0, face_index), S.CLASS_ID["sky"])
+    image = image.clamp_(0.0, 1.0)
+    dense = tiles_to_image(metric.view(1, batch_size, -1), grid)
+    sensor = {}
+    if gt.startswith("kinect"):
+        lit, strength = (tiles_to_image(x, grid) for x in projector)
+        measured = kinect_depth(dense, lit, strength, batch.noise_seeds)
+        if gt == "kinect_filled":
+            measured = torch.where(dense > 0, fill_holes(measured, image), 0.0)
+        sensor = {"depth": measured, "dense_depth": dense}
     return {
-        "image": image.clamp_(0.0, 1.0),
-        "depth": tiles_to_image(metric.view(1, batch_size, -1), grid),
+        "image": image,
+        "depth": dense,
         "instances": tiles_to_image(instance_of.index_select(0, flat_ids).view(1, batch_size, -1), grid),
         "classes": tiles_to_image(classes.view(1, batch_size, -1), grid),
         "intrinsics": batch.intrinsics.clone(),
+        **sensor,
     }
 
 
@@ -183,21 +228,23 @@ def render_batch(
     start: int = 0,
     tile: int | None = None,
     shadows: bool = True,
+    gt: str = "dense",
 ) -> dict[str, torch.Tensor]:
     """Render scenes ``start .. start + batch_size - 1`` of ``seed`` in ``domain``.
 
     Same arguments, same device -> same bytes. Each scene depends only on ``(domain, seed, index)``,
     so ``render_batch(seed=s, batch_size=8)`` holds the same scenes as the first items of
-    ``SimDataset(seed=s)``. Returns the dict of :func:`render_scenes`.
+    ``SimDataset(seed=s)``. Returns the dict of :func:`render_scenes`; ``gt`` must fit the domain
+    (:func:`~depthkd.sim.domains.check_ground_truth`).
     """
-    from depthkd.sim.domains import get_domain, sample_scene
+    from depthkd.sim.domains import check_ground_truth, sample_scene
 
-    get_domain(domain)
+    check_ground_truth(gt, domain)
     height, width = check_size(size)
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     scenes = [sample_scene(domain, seed, start + i, (height, width)) for i in range(int(batch_size))]
-    return render_scenes(scenes, (height, width), device, tile=tile, shadows=shadows)
+    return render_scenes(scenes, (height, width), device, tile=tile, shadows=shadows, gt=gt)
 
 
 def check_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depthkd.errors import ConfigError
+from depthkd.sim.groundtruth import check_ground_truth as check_known
 from depthkd.sim.domains.common import SceneRandom
 from depthkd.sim.domains.indoor import sample_indoor
 from depthkd.sim.domains.ood import sample_ood_clutter, sample_ood_shapes
@@ -40,11 +41,13 @@ class Domain:
     min_depth: float
     max_depth: float
     protocol: str
+    #: The ground truths (``gt=``) whose sensor suits the domain's scenes (see :mod:`depthkd.sim.groundtruth`).
+    ground_truths: tuple[str, ...] = ("dense",)
 
 
 REGISTRY: dict[str, Domain] = {
-    "indoor": Domain("indoor", sample_indoor, 0.2, 10.0, "sim_indoor"),
-    "outdoor": Domain("outdoor", sample_outdoor, 1.0, 80.0, "sim_outdoor"),
+    "indoor": Domain("indoor", sample_indoor, 0.2, 10.0, "sim_indoor", ("dense", "kinect", "kinect_filled")),
+    "outdoor": Domain("outdoor", sample_outdoor, 1.0, 80.0, "sim_outdoor", ("dense", "lidar")),
     "ood_shapes": Domain("ood_shapes", sample_ood_shapes, 0.1, 18.0, "none"),
     "ood_clutter": Domain("ood_clutter", sample_ood_clutter, 0.05, 10.0, "none"),
 }
@@ -57,6 +60,16 @@ def get_domain(name: str) -> Domain:
     if name not in REGISTRY:
         raise ConfigError(f"unknown simulator domain {name!r}; expected one of {', '.join(DOMAINS)}")
     return REGISTRY[name]
+
+
+def check_ground_truth(gt: str, domain: str) -> str:
+    """``gt`` if it is a known ground truth that suits ``domain``; :class:`ConfigError` saying what fits otherwise
+    (a LiDAR scans streets, a Kinect rooms)."""
+    check_known(gt)
+    fits = get_domain(domain).ground_truths
+    if gt not in fits:
+        raise ConfigError(f"gt={gt!r} does not fit the {domain} domain; {domain} takes gt={', '.join(fits)}")
+    return gt
 
 
 def scene_generator(domain: str, seed: int, index: int) -> np.random.Generator:
