@@ -21,7 +21,8 @@ log = logging.getLogger("depthkd")
 DATA_SPEC_HELP = (
     "data spec: nyu-mat:MAT?splits=SPLITS&split=test | nyu-list:LIST?root=DIR | "
     "kitti:LIST?root=DIR&gt_root=DIR&kb_crop=1 | folder:ROOT?depth_scale=1000 | "
-    "sim:indoor?num=64&size=240x320&seed=0"
+    "sim:indoor?num=64&size=240x320&seed=0; any scheme with depth also takes labels=N or a fraction "
+    "(e.g. labels=0.05; only those items keep their depth) and labels_seed=S"
 )
 MODEL_SPEC_HELP = (
     "a student checkpoint (.safetensors), an exported .onnx, or a teacher spec: hf:DIR, onnx:FILE, "
@@ -283,7 +284,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "verify-data",
         help="check a dataset: counts, missing files, decoding, value ranges",
         description="Check a dataset against its official counts (NYU test 654; KITTI Eigen test 697 "
-        "lines / 652 with ground truth), list missing files and decode every item.",
+        "lines / 652 with ground truth), list missing files and decode every item. A spec with labels= "
+        "also reports how many items keep their depth (labelled) and how many do not.",
     )
     p.add_argument("data", help=DATA_SPEC_HELP)
     p.add_argument("--expected", type=int, default=None, help="expected number of items")

@@ -63,6 +63,12 @@ class DataConfig:
     Attributes:
         train: data spec of the training set (``sim:indoor?num=64&size=96x128``, ``nyu-list:...``).
         val: data spec of the validation set; ``None`` disables periodic validation.
+        unlabelled: data spec of extra images without depth (``images:my_photos``; any spec, whose depth
+            is then ignored), for label-scarce real data: they join ``train`` as unlabelled items
+            (all-zero depth, ``labelled=False``), used by teacher-based losses and ignored by supervised
+            ones. Keys only one of the two sources has are dropped so that they batch together; both
+            must reach one image size, so set ``crop`` unless their images already share a size.
+            ``labels=`` inside the ``train`` spec instead hides the depth of part of ``train`` itself.
         crop: training crop ``(H, W)``; ``None`` trains on full images (they must share one size).
         augment: random rotation, crop, flip and colour jitter; ``False`` centre-crops to ``crop``.
         augmentation: the augmentation's ranges.
@@ -76,6 +82,7 @@ class DataConfig:
 
     train: str = "sim:indoor?num=64&size=96x128&seed=0"
     val: str | None = None
+    unlabelled: str | None = None
     crop: tuple[int, int] | None = None
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)

@@ -15,6 +15,11 @@
 Paths may be relative (to the working directory). Defaults where the spec leaves a path out (ours):
 ``splits`` is ``splits.mat`` beside the ``.mat`` file; ``root`` is the list file's folder;
 ``gt_root`` is ``root``.
+
+Every scheme with depth also takes ``labels=N`` (a count) or ``labels=0.05`` (a fraction in (0, 1]) and
+``labels_seed=S`` (0 unless given, our default): a fixed, seeded subset of N items keeps its depth and
+every other item comes with an all-zero depth and ``labelled=False`` (:mod:`depthkd.data.labels`), e.g.
+``sim:indoor?num=1000&size=128x160&labels=50`` or ``nyu-list:list.txt?root=nyu&labels=0.05``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from urllib.parse import unquote
 
 from torch.utils.data import Dataset
 
+from depthkd.data.labels import DEFAULT_LABELS_SEED, LabelSubset, parse_labels
 from depthkd.errors import ConfigError
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -113,6 +119,16 @@ _PARAMS: dict[str, dict[str, Callable[[str, str], Any]]] = {
     },
 }
 SCHEMES = tuple(_PARAMS)
+# Parameters every scheme takes (the labelled subset, see the module docstring).
+_LABEL_PARAMS: dict[str, Callable[[str, str], Any]] = {
+    "labels": lambda k, v: parse_labels(v),
+    "labels_seed": _parse_int,
+}
+
+
+def _scheme_params(scheme: str) -> dict[str, Callable[[str, str], Any]]:
+    """The parameters ``scheme`` takes: its own, then the label ones."""
+    return {**_PARAMS[scheme], **_LABEL_PARAMS}
 
 
 def parse_spec(spec: str) -> DataSpec:
@@ -135,8 +151,9 @@ def parse_spec(spec: str) -> DataSpec:
                 f"data spec {spec!r}: {field!r} is not key=value (parameters: key=value&key=value)"
             )
         key, value = unquote(key), unquote(value)
-        if key not in _PARAMS[scheme]:
-            valid = ", ".join(_PARAMS[scheme]) or "none"
+        if key not in _scheme_params(scheme):
+            # images: has no depth, so the label parameters (refused with their own message) are not listed.
+            valid = ", ".join(_PARAMS[scheme] if scheme == "images" else _scheme_params(scheme)) or "none"
             raise ConfigError(f"data spec {spec!r}: unknown parameter {key!r} for {scheme}:; valid: {valid}")
         if key in params:
             raise ConfigError(f"data spec {spec!r}: parameter {key!r} given twice")
@@ -153,10 +170,27 @@ def dataset_from_spec(
     (``verify_dataset`` uses it to list every missing file instead of stopping at the first report).
     """
     parsed = parse_spec(spec)
-    options = {key: _PARAMS[parsed.scheme][key](key, value) for key, value in parsed.params.items()}
+    options = {key: _scheme_params(parsed.scheme)[key](key, value) for key, value in parsed.params.items()}
     if allow_missing is not None and "allow_missing" in _PARAMS[parsed.scheme]:
         options["allow_missing"] = allow_missing
-    return _BUILDERS[parsed.scheme](parsed.path, options, transform)
+    labels = options.pop("labels", None)
+    labels_seed = options.pop("labels_seed", None)
+    if labels is None:
+        if labels_seed is not None:
+            raise ConfigError(
+                f"data spec {spec!r}: labels_seed={labels_seed} needs labels= (the count or fraction of "
+                "items that keep their depth)"
+            )
+        return _BUILDERS[parsed.scheme](parsed.path, options, transform)
+    if parsed.scheme == "images" or (parsed.scheme == "instances" and "depth" not in options):
+        raise ConfigError(
+            f"data spec {spec!r}: labels={labels} needs items with depth, but {parsed.scheme}: items have "
+            "none (images: never; instances: only with depth=DIR)"
+        )
+    # The wrapper applies the transform, after zeroing (see depthkd.data.labels for why).
+    dataset = _BUILDERS[parsed.scheme](parsed.path, options, None)
+    seed = DEFAULT_LABELS_SEED if labels_seed is None else labels_seed
+    return LabelSubset(dataset, labels, seed, transform=transform)
 
 
 def _build_nyu_mat(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from depthkd.data.kitti import EIGEN_TEST_LINES, EIGEN_TEST_WITH_GT, EIGEN_TRAIN_LINES, KittiEigen
+from depthkd.data.labels import LabelSubset
 from depthkd.data.nyu import NYU_LIST_SIZES, NYU_MAT_SPLIT_SIZES, NYUv2List, NYUv2Mat
 from depthkd.data.spec import dataset_from_spec
 from depthkd.errors import DataError
@@ -32,6 +33,8 @@ class VerifyReport:
     num_lines: int | None = None
     num_skipped: int = 0
     expected: int | None = None
+    num_labelled: int | None = None
+    num_unlabelled: int | None = None
     decoded: int = 0
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -61,6 +64,8 @@ class VerifyReport:
         if self.expected is not None:
             count += f"; expected {self.expected}"
         lines.append(count)
+        if self.num_labelled is not None:
+            lines.append(f"labelled: {self.num_labelled}, unlabelled: {self.num_unlabelled} (labels=)")
         if self.decoded:
             lines.append(f"decoded: {self.decoded}")
         if self.depth_min is not None:
@@ -90,7 +95,9 @@ def verify_dataset(
     truth). Every missing file is listed. With ``decode`` every item is read (progress bar with rate
     and ETA) and its values checked: image finite in [0, 1]; depth finite, >= 0 and within the
     dataset's evaluation range (pixels outside it are a warning: evaluation masks them, but many of
-    them usually mean a wrong ``depth_scale``). A spec with an unknown scheme or parameter raises
+    them usually mean a wrong ``depth_scale``). With ``labels=`` the report counts labelled and
+    unlabelled items; counts are checked on the whole set and depth statistics cover the labelled
+    items (the others read as all-zero depth by design). A spec with an unknown scheme or parameter raises
     :class:`depthkd.errors.ConfigError`; data problems end up in the report.
     """
     if isinstance(spec_or_dataset, str):
@@ -105,11 +112,15 @@ def verify_dataset(
         report = VerifyReport(source=repr(dataset), expected=expected)
 
     report.num_items = len(dataset)  # type: ignore[arg-type]
-    report.num_lines = getattr(dataset, "num_lines", None)
-    report.num_skipped = int(getattr(dataset, "num_skipped", 0))
-    report.missing = [str(path) for path in getattr(dataset, "missing", [])]
-    report.depth_range = getattr(dataset, "depth_range", None)
-    _check_count(dataset, report)
+    base = dataset
+    if isinstance(dataset, LabelSubset):
+        report.num_labelled, report.num_unlabelled = dataset.num_labelled, dataset.num_unlabelled
+        base = dataset.dataset  # the reader's own counts, files and ranges
+    report.num_lines = getattr(base, "num_lines", None)
+    report.num_skipped = int(getattr(base, "num_skipped", 0))
+    report.missing = [str(path) for path in getattr(base, "missing", [])]
+    report.depth_range = getattr(base, "depth_range", None)
+    _check_count(base, report)
     if decode:
         _decode_all(dataset, report)
     return report
@@ -215,7 +226,8 @@ class _DepthStats:
 
 def _decode_all(dataset: Dataset, report: VerifyReport) -> None:
     stats = _DepthStats(report.depth_range)
-    for index in track(range(report.num_items), f"verify {type(dataset).__name__}"):
+    reader = dataset.dataset if isinstance(dataset, LabelSubset) else dataset
+    for index in track(range(report.num_items), f"verify {type(reader).__name__}"):
         try:
             item = dataset[index]
         except (DataError, OSError) as exc:
@@ -224,7 +236,7 @@ def _decode_all(dataset: Dataset, report: VerifyReport) -> None:
         name = str(item.get("name", index))
         problems = _value_problems(item)
         report.errors.extend(f"{name} ({item.get('path', '?')}): {problem}" for problem in problems)
-        if "depth" in item and not problems:
+        if "depth" in item and not problems and item.get("labelled", True):
             stats.update(item["depth"], name)
         report.decoded += 1
     stats.write(report)

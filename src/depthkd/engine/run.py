@@ -234,8 +234,6 @@ def load_recipe_teacher(config: RecipeConfig, method: Method, device: torch.devi
 
 def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device: torch.device) -> Dataset:
     """The training set with its transform; with ``cache.enabled``, the teacher's maps ride along."""
-    from depthkd.data import dataset_from_spec
-
     transform = engine_data.train_transform(config.data)
     if teacher is not None and not config.cache.enabled and config.teacher.spec.startswith("preds:"):
         if config.data.crop is not None or config.data.augment:
@@ -247,7 +245,7 @@ def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device:
     if not (config.cache.enabled and teacher is not None):
         if config.cache.enabled:
             logger.info("cache.enabled is set but method %r uses no teacher: no cache", method.name)
-        return dataset_from_spec(config.data.train, transform)
+        return training_source(config, transform)
     if method.teacher_features:
         raise ConfigError(
             f"cache.enabled is true but method {method.name!r} needs the teacher's features, which the "
@@ -255,7 +253,7 @@ def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device:
         )
     from depthkd.data.cache import CachedTeacherDataset, TeacherCache, build_teacher_cache
 
-    plain = dataset_from_spec(config.data.train)
+    plain = training_source(config)
     cache_dir = teacher_cache_dir(config, teacher)
     if _launched_rank() > 0:
         cache = _wait_for_cache(cache_dir, teacher, len(plain))  # type: ignore[arg-type]
@@ -266,15 +264,45 @@ def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device:
     return CachedTeacherDataset(plain, cache, transform)
 
 
+def training_source(config: RecipeConfig, transform: Any = None) -> Dataset:
+    """``data.train``, joined by the images of ``data.unlabelled`` as unlabelled items when set.
+
+    Both sources are read without a transform and :class:`depthkd.data.WithUnlabelled` applies it after
+    the unlabelled depth is made, so crops move image and depth together. Images of the two sources
+    must reach one size to share a batch: checked here on one image of each, before training starts.
+    """
+    from depthkd.data import WithUnlabelled, dataset_from_spec
+
+    if not config.data.unlabelled:
+        return dataset_from_spec(config.data.train, transform)
+    joined = WithUnlabelled(dataset_from_spec(config.data.train), dataset_from_spec(config.data.unlabelled), transform)
+    (train_h, train_w), (extra_h, extra_w) = joined.sample_sizes
+    crop = config.data.crop
+    if crop is None and (train_h, train_w) != (extra_h, extra_w):
+        raise ConfigError(
+            f"data.unlabelled images are {extra_h}x{extra_w} but data.train images are {train_h}x{train_w} "
+            f"(HxW), so they cannot share a batch; set data.crop to a size both fit, e.g. "
+            f"[{min(train_h, extra_h)}, {min(train_w, extra_w)}]"
+        )
+    if crop is not None and (extra_h < crop[0] or extra_w < crop[1]):
+        raise ConfigError(
+            f"data.unlabelled images are {extra_h}x{extra_w} (HxW), smaller than data.crop {crop[0]}x{crop[1]}; "
+            "choose a smaller crop or larger images"
+        )
+    return joined
+
+
 def teacher_cache_dir(config: RecipeConfig, teacher: Any) -> Path:
     """``cache.dir``, else ``<run.root>/teacher-cache/<hash of teacher, preprocessing, data>``.
 
     A cache folder holds one teacher's maps for one dataset, so the default folder is keyed by all
-    three and runs sharing them share the cache.
+    three (the data by ``data.train``, and ``data.unlabelled`` when set) and runs sharing them share
+    the cache.
     """
     if config.cache.dir:
         return Path(config.cache.dir)
-    key = json.dumps([teacher.teacher_id, teacher.preprocess_id, config.data.train], sort_keys=True)
+    sources = [config.data.train] + ([config.data.unlabelled] if config.data.unlabelled else [])
+    key = json.dumps([teacher.teacher_id, teacher.preprocess_id, *sources], sort_keys=True)
     return Path(config.run.root) / "teacher-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
