@@ -50,7 +50,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         path = write_preview(args.out, size=args.size, seed=args.seed)
         print(f"preview: {path}")
         return 0
-    list_file = write_dataset(args.out, args.domain, args.num, args.size, seed=args.seed, preview=args.preview)
+    list_file = write_dataset(args.out, args.domain, args.num, args.size, seed=args.seed, preview=args.preview,
+                              gt=args.gt)
     scale = json.loads((Path(args.out) / "meta.json").read_text()).get("depth_scale", 1000.0)
     print(f"wrote {args.num} {args.domain} images; list file: {list_file}")
     print(f"read it with --data 'nyu-list:{list_file}?root={args.out}&depth_scale={scale:g}'")
@@ -274,6 +275,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=parse_size, default=(240, 320), help="HxW (default 240x320)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--gt", default="dense",
+                   help="ground truth written to depth/: dense (exact, the default), lidar (KITTI-like scan, outdoor), "
+                        "kinect or kinect_filled (NYU-like structured light, indoor); with a sensor the exact depth "
+                        "goes to depth_dense/")
     p.add_argument("--preview", action="store_true", help="also write a contact sheet of every domain")
     p.add_argument("--preview-only", action="store_true", help="only write the contact sheet")
     p.set_defaults(func=cmd_simulate)

@@ -136,6 +136,7 @@ class MultiDomainSim(Dataset):
         transform: Transform | None = None,
         batch_render: int = 1,
         device: str = "cpu",
+        gt: str = "dense",
     ) -> None:
         from depthkd.sim import OOD_DOMAINS, SimDataset
 
@@ -155,6 +156,7 @@ class MultiDomainSim(Dataset):
                 transform=transform,
                 batch_render=batch_render,
                 device=device,
+                gt=gt,
             )
             for d, domain in enumerate(self.domains)
         ]

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from depthkd.errors import ConfigError
-from depthkd.sim.domains import get_domain, sample_scene
+from depthkd.sim.domains import check_ground_truth, sample_scene
 from depthkd.sim.render import check_size, render_scenes
 
 Item = dict[str, Any]
@@ -46,8 +46,8 @@ class _SimSource:
     """Renders and caches chunks; shared by the map-style and the endless dataset."""
 
     def __init__(self, domain: str, size: tuple[int, int], seed: int, transform: Callable[[Item], Item] | None,
-                 batch_render: int, device: torch.device | str, cache_chunks: int) -> None:
-        get_domain(domain)
+                 batch_render: int, device: torch.device | str, cache_chunks: int, gt: str = "dense") -> None:
+        self.gt = check_ground_truth(gt, domain)
         if int(batch_render) < 1:
             raise ConfigError(f"batch_render must be >= 1, got {batch_render}")
         self.domain = domain
@@ -73,7 +73,8 @@ class _SimSource:
     def _render(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Items ``indices`` rendered in one pass, on the CPU."""
         scenes = [sample_scene(self.domain, self.seed, i, self.size) for i in indices]
-        return {key: value.cpu() for key, value in render_scenes(scenes, self.size, self.device).items()}
+        rendered = render_scenes(scenes, self.size, self.device, gt=self.gt)
+        return {key: value.cpu() for key, value in rendered.items()}
 
     def chunk(self, k: int) -> dict[str, torch.Tensor]:
         if k in self._cache:
@@ -109,6 +110,8 @@ class SimDataset(Dataset):
     see :func:`item_name`) and ``focal`` (fx).
 
     ``length=None`` returns an endless :class:`SimStream` (an ``IterableDataset``) instead.
+    ``gt`` chooses the ground truth in ``depth`` (``dense``, ``lidar``, ``kinect``, ``kinect_filled``:
+    :mod:`depthkd.sim.groundtruth`); with a sensor, items also carry the exact ``dense_depth``.
     ``batch_render`` is the chunk size (our default 1, right for shuffled access; use 8 for
     sequential reads), ``cache_chunks`` how many chunks a process keeps.
     """
@@ -128,11 +131,12 @@ class SimDataset(Dataset):
         batch_render: int = 1,
         device: torch.device | str = "cpu",
         cache_chunks: int = 2,
+        gt: str = "dense",
     ) -> None:
         if length is None or int(length) < 1:
             raise ConfigError(f"SimDataset length must be a positive integer or None, got {length!r}")
         self.length = int(length)
-        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks)
+        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks, gt)
 
     def __len__(self) -> int:
         return self.length
@@ -171,8 +175,9 @@ class SimStream(IterableDataset):
         batch_render: int = 8,
         device: torch.device | str = "cpu",
         cache_chunks: int = 1,
+        gt: str = "dense",
     ) -> None:
-        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks)
+        self.source = _SimSource(domain, size, seed, transform, batch_render, device, cache_chunks, gt)
 
     @staticmethod
     def shard() -> tuple[int, int]:

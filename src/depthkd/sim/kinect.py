@@ -73,7 +73,7 @@ def kinect_depth(dense: torch.Tensor, lit: torch.Tensor, strength: torch.Tensor,
     ``(B, 1, H, W)``; each image draws its own noise from its ``noise_seeds`` entry."""
     model = model or KinectModel()
     out = torch.empty_like(dense)
-    fb = model.focal * model.baseline
+    fb = model.focal * abs(model.baseline)  # the side of the projector does not change the geometry of depth
     for b, seed in enumerate(noise_seeds):
         generator = torch.Generator().manual_seed((seed ^ _SEED_TAG) % 2**63)
         draw = _blotches(dense.shape[-2:], model.blotch, generator).to(dense.device)

@@ -25,7 +25,7 @@ from depthkd.sim import scene as S
 from depthkd.sim.camera import TileGrid, tile_grid, tiles_to_image, world_directions
 from depthkd.sim.groundtruth import check_ground_truth
 from depthkd.sim.kinect import KinectModel, fill_holes, kinect_depth, return_strength
-from depthkd.sim.lidar import lidar_depth
+from depthkd.sim.lidar import LidarModel, lidar_depth
 from depthkd.sim.sensor import LUMINANCE, add_sensor_noise_, apply_sensor
 from depthkd.sim.shading import (
     I_CAMERA,
@@ -87,6 +87,7 @@ def render_scenes(
     tile: int | None = None,
     shadows: bool = True,
     gt: str = "dense",
+    sensor: LidarModel | KinectModel | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render scenes at ``size = (H, W)``, in tiles of ``tile`` pixels (default: :func:`default_tile`).
 
@@ -98,22 +99,27 @@ def render_scenes(
     exact depth), ``lidar`` (:mod:`depthkd.sim.lidar`), ``kinect`` or ``kinect_filled``
     (:mod:`depthkd.sim.kinect`). A sensor's ``depth`` is 0 where it measured nothing, and the exact
     depth comes along as ``dense_depth``; every other output is the same bytes whatever ``gt`` is.
+    ``sensor`` overrides the sensor's parameters (a :class:`LidarModel` for ``lidar``, a
+    :class:`KinectModel` for the Kinect kinds; None = the defaults).
     """
     check_ground_truth(gt)
+    expected = LidarModel if gt == "lidar" else KinectModel if gt.startswith("kinect") else type(None)
+    if sensor is not None and not isinstance(sensor, expected):
+        raise ConfigError(f"sensor parameters {type(sensor).__name__} do not fit gt={gt!r}")
     device = torch.device(device)
     batch = scenes if isinstance(scenes, S.SceneBatch) else S.stack_scenes(scenes, device)
     height, width = size
     grid = tile_grid(height, width, tile or default_tile(height, width), device)
     per_chunk = max(1, CHUNK_PIXELS // (grid.num_tiles * grid.tile_pixels))
     if batch.batch_size <= per_chunk:
-        out = _render_chunk(batch, grid, shadows, gt)
+        out = _render_chunk(batch, grid, shadows, gt, sensor)
     else:
-        chunks = [_render_chunk(batch.images(start, start + per_chunk), grid, shadows, gt)
+        chunks = [_render_chunk(batch.images(start, start + per_chunk), grid, shadows, gt, sensor)
                   for start in range(0, batch.batch_size, per_chunk)]
         out = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
     if gt == "lidar":
         out["dense_depth"] = out["depth"]
-        out["depth"] = lidar_depth(batch, (height, width))
+        out["depth"] = lidar_depth(batch, (height, width), sensor)
     return out
 
 
@@ -135,7 +141,8 @@ def _projector_inputs(batch: S.SceneBatch, grid: TileGrid, depth: torch.Tensor, 
     return lit[None], strength[None]
 
 
-def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = "dense") -> dict[str, torch.Tensor]:
+def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = "dense",
+                  sensor: KinectModel | LidarModel | None = None) -> dict[str, torch.Tensor]:
     """:func:`render_scenes` for one chunk of images."""
     device = batch.device
     height, width = grid.height, grid.width
@@ -174,7 +181,8 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = 
     to_light = torch.addcmul(images[I_LIGHT] - images[I_CAMERA], view, t, value=-1.0)
     n_dot_to_light = dot(normal, to_light)
     if gt.startswith("kinect"):  # before shading, which may work in place on its inputs
-        projector = _projector_inputs(batch, grid, depth, ids, t, view, normal, albedo, mat_ids, KinectModel())
+        kinect = sensor or KinectModel()
+        projector = _projector_inputs(batch, grid, depth, ids, t, view, normal, albedo, mat_ids, kinect)
     if shadows:
         visible = _visibility(batch, grid, depth, ids, n_dot_to_light, light_positions(batch))
     else:
@@ -204,7 +212,7 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = 
     sensor = {}
     if gt.startswith("kinect"):
         lit, strength = (tiles_to_image(x, grid) for x in projector)
-        measured = kinect_depth(dense, lit, strength, batch.noise_seeds)
+        measured = kinect_depth(dense, lit, strength, batch.noise_seeds, kinect)
         if gt == "kinect_filled":
             measured = torch.where(dense > 0, fill_holes(measured, image), 0.0)
         sensor = {"depth": measured, "dense_depth": dense}

@@ -3,7 +3,9 @@
 ``write_dataset`` lays files out like the depth codebases expect::
 
     out_dir/rgb/000000.png        8-bit RGB
-    out_dir/depth/000000.png      16-bit depth, value / depth_scale = metres, 0 = invalid
+    out_dir/depth/000000.png      16-bit depth, value / depth_scale = metres, 0 = invalid (with gt=lidar
+                                  or kinect: the sensor's measurements, 0 = none)
+    out_dir/depth_dense/000000.png  the exact depth beside a sensor's (only with a sensor gt)
     out_dir/instances/000000.png  16-bit instance ids (0 = walls, floor, road, sky, ...)
     out_dir/classes/000000.png    16-bit class ids (names in meta.json)
     out_dir/list.txt              "<rgb> <depth> <focal>" per line, paths relative to out_dir
@@ -28,7 +30,7 @@ from PIL import Image, ImageDraw
 from depthkd.errors import ConfigError
 from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
 from depthkd.progress import track
-from depthkd.sim.domains import DOMAINS, get_domain
+from depthkd.sim.domains import DOMAINS, check_ground_truth, get_domain
 from depthkd.sim.render import check_size, render_batch
 from depthkd.sim.scene import CLASS_NAMES
 
@@ -43,11 +45,11 @@ def default_depth_scale(domain: str) -> float:
 
 
 def _images(domain: str, num: int, size: tuple[int, int], seed: int, batch_size: int,
-            device: torch.device | str) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+            device: torch.device | str, gt: str = "dense") -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """Rendered images one at a time (rendered ``batch_size`` at once)."""
     for start in range(0, num, batch_size):
         count = min(batch_size, num - start)
-        batch = render_batch(domain, count, size, seed, device, start=start)
+        batch = render_batch(domain, count, size, seed, device, start=start, gt=gt)
         for i in range(count):
             yield start + i, {key: value[i].cpu() for key, value in batch.items()}
 
@@ -63,30 +65,35 @@ def write_dataset(
     depth_scale: float | None = None,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
+    gt: str = "dense",
 ) -> Path:
     """Render ``num`` images of ``domain`` into ``out_dir`` (layout in the module docstring).
 
     Returns the path of ``list.txt``. ``preview=True`` also writes ``preview.png`` of the first
     images. ``depth_scale`` defaults to :func:`default_depth_scale`; depth that does not fit 16 bits
-    at the chosen scale is written as 0 (invalid) and counted in a warning.
+    at the chosen scale is written as 0 (invalid) and counted in a warning. ``gt`` picks the ground
+    truth written to ``depth/`` (:mod:`depthkd.sim.groundtruth`; it must fit the domain).
     """
     info = get_domain(domain)
+    check_ground_truth(gt, domain)
     height, width = check_size(size)
     if int(num) < 1:
         raise ConfigError(f"num must be >= 1, got {num}")
     scale = float(depth_scale or default_depth_scale(domain))
     out = Path(out_dir)
-    for folder in ("rgb", "depth", "instances", "classes"):
+    depth_folders = ("depth",) if gt == "dense" else ("depth", "depth_dense")
+    for folder in ("rgb", *depth_folders, "instances", "classes"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     lines, intrinsics, clipped = [], {}, 0
-    images = _images(domain, int(num), (height, width), seed, batch_size, device)
-    for index, item in track(images, f"simulate {domain}", total=int(num)):
+    images = _images(domain, int(num), (height, width), seed, batch_size, device, gt)
+    for index, item in track(images, f"simulate {domain}" + ("" if gt == "dense" else f" (gt={gt})"), total=int(num)):
         name = f"{index:06d}"
-        depth = item["depth"]
-        too_far = depth * scale > UINT16_MAX
-        clipped += int(too_far.sum())
         write_rgb(out / "rgb" / f"{name}.png", item["image"])
-        write_depth_png(out / "depth" / f"{name}.png", torch.where(too_far, 0.0, depth), scale=scale)
+        for folder, key in zip(depth_folders, ("depth", "dense_depth")):
+            depth = item[key]
+            too_far = depth * scale > UINT16_MAX
+            clipped += int(too_far.sum())
+            write_depth_png(out / folder / f"{name}.png", torch.where(too_far, 0.0, depth), scale=scale)
         write_label_png(out / "instances" / f"{name}.png", item["instances"][0])
         write_label_png(out / "classes" / f"{name}.png", item["classes"][0])
         fx, fy, cx, cy = (float(v) for v in item["intrinsics"])
@@ -103,6 +110,7 @@ def write_dataset(
         "num": int(num),
         "size": [height, width],
         "depth_scale": scale,
+        "gt": gt,
         "depth_range": [info.min_depth, info.max_depth],
         "protocol": info.protocol,
         "class_names": list(CLASS_NAMES),
@@ -124,6 +132,15 @@ def colorize_instances(instances: torch.Tensor | np.ndarray) -> np.ndarray:
     return palette[ids]
 
 
+def _preview_sensor(domain: str) -> str | None:
+    """The sensor of the preview's sensor column for ``domain`` (None: the domain has none)."""
+    sensors = [gt for gt in get_domain(domain).ground_truths if gt in ("lidar", "kinect")]
+    return sensors[0] if sensors else None
+
+
+PREVIEW_COLUMNS = ("RGB", "exact depth", "sensor depth", "instances")
+
+
 def write_preview(
     out_path: str | Path,
     domains: Sequence[str] = DOMAINS,
@@ -132,32 +149,46 @@ def write_preview(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> Path:
-    """Contact sheet PNG: per domain, ``n`` rows of RGB | depth (turbo, near = red) | instances."""
+    """Contact sheet PNG: per domain, ``n`` rows of RGB | exact depth (turbo, near = red) | the domain's
+    sensor (``lidar`` or ``kinect``, same colours; grey = no measurement, blank for domains without
+    one) | instances, under a header naming the columns. Black in a depth map is sky / out of range."""
     height, width = check_size(size)
-    label_h, gap = 18, 4
-    rows: list[np.ndarray] = []
+    label_h, gap, header_h = 18, 4, 20
+    columns = len(PREVIEW_COLUMNS)
+    header = np.full((header_h, columns * width + (columns - 1) * gap, 3), 255, dtype=np.uint8)
+    rows: list[np.ndarray] = [header]
     labels: list[tuple[int, str]] = []
-    y = 0
+    y = header_h
     for domain in track(list(domains), "preview"):
-        batch = render_batch(domain, n, (height, width), seed, device)
+        sensor = _preview_sensor(domain)
+        batch = render_batch(domain, n, (height, width), seed, device, gt=sensor or "dense")
+        exact = batch.get("dense_depth", batch["depth"])
         for i in range(n):
-            depth = batch["depth"][i, 0]
+            depth = exact[i, 0]
             valid = depth[depth > 0]
             low, high = (float(valid.min()), float(valid.max())) if valid.numel() else (0.0, 1.0)
+            blank = np.full((height, width, 3), 255, dtype=np.uint8)
+            if sensor is not None:
+                measured = batch["depth"][i, 0]
+                blank = np.where((measured > 0).numpy()[..., None], colorize_depth(measured, low, high), 128).astype(np.uint8)
             tiles = [
                 (batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8),
                 colorize_depth(depth, low, high),
+                blank,
                 colorize_instances(batch["instances"][i, 0]),
             ]
-            row = np.full((height + label_h, 3 * width + 2 * gap, 3), 255, dtype=np.uint8)
+            row = np.full((height + label_h, columns * width + (columns - 1) * gap, 3), 255, dtype=np.uint8)
             for column, tile in enumerate(tiles):
                 row[label_h:, column * (width + gap) : column * (width + gap) + width] = tile
+            coverage = f"  {sensor} {float((batch['depth'][i] > 0).float().mean()):.1%} of pixels" if sensor else ""
             labels.append((y, f"{domain} #{i}  depth {low:.2f}-{high:.2f} m  "
-                              f"{int(batch['instances'][i].max())} objects"))
+                              f"{int(batch['instances'][i].max())} objects{coverage}"))
             rows.append(row)
             y += row.shape[0]
     sheet = Image.fromarray(np.concatenate(rows, axis=0))
     draw = ImageDraw.Draw(sheet)
+    for column, title in enumerate(PREVIEW_COLUMNS):
+        draw.text((column * (width + gap) + 4, 4), title, fill=(0, 0, 0))
     for top, text in labels:
         draw.text((4, top + 3), text, fill=(0, 0, 0))
     out_path = Path(out_path)
