@@ -49,3 +49,26 @@ def test_preview_contact_sheet(tmp_path):
     assert sheet.ndim == 3 and sheet.shape[2] == 3
     assert sheet.shape[0] >= 4 * SIZE[0] and sheet.shape[1] >= 3 * SIZE[1]
     assert sheet.std() > 10
+
+
+def test_sensor_dataset_writes_the_sensor_and_the_exact_depth(tmp_path):
+    list_file = write_dataset(tmp_path / "lidar", "outdoor", num=2, size=(48, 160), seed=4, gt="lidar")
+    root = list_file.parent
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["gt"] == "lidar"
+    reference = render_batch("outdoor", 2, (48, 160), seed=4, gt="lidar")
+    for i in range(2):
+        sensor = read_depth(root / "depth" / f"{i:06d}.png", scale=256.0)
+        exact = read_depth(root / "depth_dense" / f"{i:06d}.png", scale=256.0)
+        assert torch.equal(sensor > 0, reference["depth"][i] > 0)  # 0 = no measurement survives the file
+        assert (sensor - reference["depth"][i]).abs().max() <= 0.5 / 256 + 1e-4
+        assert (exact - reference["dense_depth"][i]).abs().max() <= 0.5 / 256 + 1e-4
+    assert not (tmp_path / "dense").exists()
+    plain = write_dataset(tmp_path / "dense", "outdoor", num=1, size=(48, 160), seed=4)
+    assert not (plain.parent / "depth_dense").exists()
+
+
+def test_preview_sheet_has_a_sensor_column(tmp_path):
+    path = write_preview(tmp_path / "sheet.png", domains=("outdoor",), n=1, size=SIZE, seed=0)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.shape[1] >= 4 * SIZE[1]  # RGB | exact depth | sensor depth | instances
