@@ -6,6 +6,9 @@ Measures, on ``--threads`` CPU threads (default 2):
   shading, shadows): images per second, best of ``--repeats`` timed batches after a warm-up;
   targets 50 and 200 images/s;
 - other domains at 240x320, for information;
+- each sensor ground truth (``gt=lidar`` on streets at 128x416 and KITTI's 375x1242, ``gt=kinect`` and
+  ``kinect_filled`` indoors at 120x160 and NYU's 480x640) beside ``gt=dense`` of the same scenes:
+  images per second and the cost relative to dense depth (``--skip-gt`` leaves them out);
 - ``render_batch`` in ``--workers`` independent processes of one thread each (a barrier starts
   them together): what the cores give when each renders whole batches, scene sampling (Python)
   included, instead of sharing every op between threads;
@@ -43,6 +46,14 @@ from torch import nn
 
 #: Indoor throughput targets (images/s on 2 CPU cores) by image size.
 TARGETS = {(240, 320): 50.0, (120, 160): 200.0}
+
+#: The sensor ground-truth rows: domain, size, batch, sensors (each timed beside gt=dense).
+GT_CASES = [
+    ("outdoor", (128, 416), 8, ("lidar",)),
+    ("outdoor", (375, 1242), 2, ("lidar",)),
+    ("indoor", (120, 160), 16, ("kinect", "kinect_filled")),
+    ("indoor", (480, 640), 2, ("kinect", "kinect_filled")),
+]
 
 
 def print_row(domain: str, size: tuple[int, int], batch: int, rate: float, prims: float | None = None,
@@ -180,6 +191,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader worker processes of the training-path figures (default: --threads)")
     parser.add_argument("--skip-student", action="store_true", help="only time the simulator")
+    parser.add_argument("--skip-gt", action="store_true", help="do not time the sensor ground truths")
     parser.add_argument("--compile", action="store_true",
                         help="compiled ray-primitive tests (depthkd.sim.compile_kernels); worker processes inherit it")
     args = parser.parse_args()
@@ -206,6 +218,19 @@ def main() -> None:
         rate = batch / wall
         results[(domain, size)] = rate
         print_row(domain, size, batch, rate, prims, cpu / batch * 1000)
+
+    if not args.skip_gt:
+        print(f"Sensor ground truth (gt=), one process of {torch.get_num_threads()} threads, best of {args.repeats}:")
+        print(f"{'domain':12s} {'size':>8s} {'batch':>5s} {'gt':>14s} {'img/s':>8s} {'ms/img':>8s} {'x dense':>8s}")
+        for domain, size, batch, sensors in GT_CASES:
+            dense_wall = None
+            for gt in ("dense", *sensors):
+                seeds = iter(range(1000))
+                wall, _ = best_time(lambda: (render_batch(domain, batch, size, next(seeds), device, gt=gt), sync()),
+                                    args.repeats)
+                dense_wall = dense_wall or wall
+                print(f"{domain:12s} {size[0]:>3d}x{size[1]:<4d} {batch:5d} {gt:>14s} {batch / wall:8.1f} "
+                      f"{wall / batch * 1000:8.1f} {wall / dense_wall:8.2f}")
 
     if device.type == "cpu":
         workers = args.workers or args.threads
