@@ -217,3 +217,15 @@ def test_unlabelled_join_keeps_a_label_subset_and_only_shared_keys(tmp_path):
     flags = [joined[i]["labelled"] for i in range(6)]
     assert flags == [i in labelled.labelled_indices for i in range(4)] + [False, False]
     assert not joined[4]["depth"].any()
+
+
+def test_unlabelled_sensor_items_carry_no_exact_depth_either():
+    from depthkd.data import dataset_from_spec
+
+    data = dataset_from_spec("sim:indoor?num=6&size=32x40&seed=2&gt=kinect&labels=2")
+    for i in range(len(data)):
+        item = data[i]
+        if item["labelled"]:
+            assert bool((item["dense_depth"] > 0).any())
+        else:
+            assert not bool(item["depth"].any()) and not bool(item["dense_depth"].any())

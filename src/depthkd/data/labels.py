@@ -106,6 +106,11 @@ def _length(dataset: Dataset, what: str) -> int:
         ) from None
 
 
+#: Keys holding ground truth: an unlabelled item carries none of it (the simulator's sensors add the
+#: exact ``dense_depth`` beside their ``depth``; it must not reach training through a side door).
+GROUND_TRUTH_KEYS = ("depth", "dense_depth")
+
+
 def _unlabelled(item: Item) -> Item:
     """``item`` with an all-zero depth (kept or made at the image's size) and ``labelled=False``."""
     out = dict(item)
@@ -113,8 +118,9 @@ def _unlabelled(item: Item) -> Item:
     if depth is None:
         height, width = item["image"].shape[-2:]
         out["depth"] = torch.zeros(1, height, width, dtype=torch.float32)
-    else:
-        out["depth"] = torch.zeros_like(depth)
+    for key in GROUND_TRUTH_KEYS:
+        if item.get(key) is not None:
+            out[key] = torch.zeros_like(item[key])
     out["labelled"] = False
     return out
 

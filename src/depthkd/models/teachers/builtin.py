@@ -1,7 +1,8 @@
-"""The built-in simulator teachers, shipped inside the package: ``sim-vit`` and ``sim-resnet``.
+"""The built-in simulator teachers, shipped inside the package: ``sim-vit``, ``sim-resnet``, ``sim-vit-outdoor``.
 
-Both were trained by depthkd on its simulator's ``indoor`` domain (recipes ``configs/teacher-sim-vit.yaml``
-and ``configs/teacher-sim-resnet.yaml``) and ship as float16 student checkpoints in
+All were trained by depthkd on its simulator (``sim-vit`` and ``sim-resnet`` on the ``indoor`` domain,
+``sim-vit-outdoor`` on ``outdoor`` streets; recipes ``configs/teacher-<name>.yaml``) and ship as
+float16 student checkpoints in
 ``depthkd/weights/`` beside a card (``<name>.json``: recipe, steps, hardware, test set and the
 metrics of the shipped weights; ``MODEL_CARD.md`` is the same for people). They load offline:
 
@@ -12,6 +13,11 @@ metrics of the shipped weights; ``MODEL_CARD.md`` is the same for people). They 
   and ``depthkd demo``.
 - ``sim-resnet``: ResNet-10-T + U-Net decoder with BatchNorm throughout: the teacher of data-free
   distillation, whose BatchNorm statistics the synthesised images must match.
+- ``sim-vit-outdoor``: ``sim-vit``'s architecture with a metric head to 80 m, fine-tuned from it on
+  exact depth of street scenes at a KITTI aspect ratio: the dense teacher of the KITTI-like setting,
+  where the students' own labels are a simulated LiDAR scan.
+
+They know simulated scenes only: on photographs their depth means little.
 
 Weights are stored in float16 to keep the package small and run in float32 (``dtype=`` changes it).
 """
@@ -32,13 +38,21 @@ BUILTIN_TEACHERS: dict[str, str] = {
     "sim-vit": "Depth Anything architecture, DPT-Hybrid layout (ResNet-18-D stem to stride 8, DINOv2 ViT-192x8 "
                "on its map, DPT neck, metric head to 10 m)",
     "sim-resnet": "ResNet-10-T encoder + U-Net decoder, BatchNorm throughout, regression head to 10 m",
+    "sim-vit-outdoor": "Depth Anything architecture, DPT-Hybrid layout (ResNet-18-D stem to stride 8, DINOv2 "
+                       "ViT-192x8 on its map, DPT neck, metric head to 80 m), fine-tuned from sim-vit on street scenes",
 }
 """Name -> one-line description of every built-in teacher."""
 
 CARD_FILE = "MODEL_CARD.md"
-CARD_TEST_SET = "sim:indoor?num=64&size=128x160&seed=200000"
-"""The fixed test set the cards' metrics are measured on (seeds apart from training and validation)."""
+CARD_TEST_SETS: dict[str, str] = {
+    "sim_indoor": "sim:indoor?num=64&size=128x160&seed=200000",
+    "sim_outdoor": "sim:outdoor?num=64&size=128x416&seed=200000",
+}
+"""Per protocol, the fixed test set the cards' metrics are measured on (exact depth; seeds apart from
+every training and validation set)."""
 CARD_PROTOCOL = "sim_indoor"
+CARD_TEST_SET = CARD_TEST_SETS[CARD_PROTOCOL]
+"""The indoor card test set and its protocol (the indoor teachers', the demo's and the benchmark's)."""
 
 
 def weights_dir() -> Path:

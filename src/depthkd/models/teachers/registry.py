@@ -85,7 +85,7 @@ def load_teacher(
 
 
 def _register_shipped_teachers() -> None:
-    """Register the teachers whose weights ship in the package (``sim-vit``, ``sim-resnet``)."""
+    """Register the teachers whose weights ship in the package (``sim-vit``, ``sim-resnet``, ``sim-vit-outdoor``)."""
     from functools import partial
 
     from depthkd.models.teachers.builtin import BUILTIN_TEACHERS, load_builtin_teacher
