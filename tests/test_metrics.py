@@ -202,6 +202,14 @@ def test_crop_excludes_pixels_from_metrics():
     assert compute_metrics(pred, gt, "kitti_garg")["abs_rel"] == pytest.approx(6.0 / (206 * 1129))
 
 
+def test_sim_outdoor_garg_takes_the_kitti_garg_crop_at_any_size():
+    for shape in ((128, 416), (375, 1242)):
+        depth = torch.full(shape, 20.0)
+        assert torch.equal(valid_mask(depth, "sim_outdoor_garg"), valid_mask(depth, "kitti_garg"))
+        assert bool(valid_mask(depth, "sim_outdoor").all())
+        assert not bool(valid_mask(depth, "sim_outdoor_garg")[0].any())  # the sky rows are cropped away
+
+
 def test_nyu_protocol_rejects_other_sizes():
     with pytest.raises(DataError, match=r"480x640.*'none'"):
         compute_metrics(torch.ones(240, 320), torch.ones(240, 320), "nyu")

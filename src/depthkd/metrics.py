@@ -124,6 +124,7 @@ register_protocol("kitti_eigen", 1e-3, 80.0, "eigen_kitti", "KITTI Eigen split, 
 register_protocol("none", None, None, None, "no crop; depth caps given per call")
 register_protocol("sim_indoor", 1e-3, 10.0, None, "simulator, indoor domains")
 register_protocol("sim_outdoor", 1e-3, 80.0, None, "simulator, outdoor domains")
+register_protocol("sim_outdoor_garg", 1e-3, 80.0, "garg", "simulator, outdoor domains, Garg crop (KITTI's ratios)")
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
