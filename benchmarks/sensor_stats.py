@@ -1,6 +1,7 @@
 """What the simulated sensors measure: density and error against the exact depth, per image size.
 
-For each sensor ground truth (``gt=lidar`` on ``outdoor`` streets, ``gt=kinect`` in ``indoor`` rooms)
+For each sensor ground truth (``gt=lidar`` and ``lidar_annotated`` on ``outdoor`` streets, ``gt=kinect``
+and ``kinect_filled`` in ``indoor`` rooms)
 and size (the training sizes of the recipes and the real datasets' own: KITTI 375x1242, NYU 480x640),
 over ``--scenes`` scenes of ``--seed``:
 
@@ -24,6 +25,8 @@ from depthkd.sim import render_batch
 CASES = [
     ("outdoor", "lidar", (128, 416)),
     ("outdoor", "lidar", (375, 1242)),
+    ("outdoor", "lidar_annotated", (128, 416)),
+    ("outdoor", "lidar_annotated", (375, 1242)),
     ("indoor", "kinect", (120, 160)),
     ("indoor", "kinect", (480, 640)),
     ("indoor", "kinect_filled", (120, 160)),

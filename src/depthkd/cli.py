@@ -276,7 +276,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--gt", default="dense",
-                   help="ground truth written to depth/: dense (exact, the default), lidar (KITTI-like scan, outdoor), "
+                   help="ground truth written to depth/: dense (exact, the default), lidar or lidar_annotated (KITTI-like "
+                        "scan, outdoor), "
                         "kinect or kinect_filled (NYU-like structured light, indoor); with a sensor the exact depth "
                         "goes to depth_dense/")
     p.add_argument("--preview", action="store_true", help="also write a contact sheet of every domain")

@@ -131,6 +131,20 @@ def test_lidar_density_at_street_sizes_is_a_few_percent():
         assert float((out["depth"] - out["dense_depth"]).abs()[valid].median()) < 0.05
 
 
+def test_annotated_lidar_is_denser_and_agrees_with_the_exact_depth():
+    raw = render_batch("outdoor", 2, STREET, seed=5, gt="lidar")
+    annotated = render_batch("outdoor", 2, STREET, seed=5, gt="lidar_annotated")
+    assert torch.equal(raw["image"], annotated["image"])
+    density = {name: float((out["depth"] > 0).float().mean()) for name, out in (("raw", raw), ("annotated", annotated))}
+    assert density["annotated"] > 2.5 * density["raw"]
+    measured = annotated["depth"] > 0
+    exact = annotated["dense_depth"]
+    assert bool((exact[measured] > 0).all())
+    assert bool(((annotated["depth"] - exact).abs()[measured] <= 0.05 * exact[measured] + 1e-5).all())
+    raw_error = (raw["depth"] - raw["dense_depth"]).abs()[(raw["depth"] > 0) & (raw["dense_depth"] > 0)]
+    assert float(raw_error.max()) > 1.0  # one raw sweep does see through edges; the check removes that
+
+
 def test_project_keeps_the_nearest_point_per_pixel():
     batch = stack_scenes([street().build()])
     fx, fy, cx, cy = (float(v) for v in batch.intrinsics[0])

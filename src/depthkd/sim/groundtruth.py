@@ -4,6 +4,7 @@
 |---|---|---|
 | ``dense`` | a synthetic dataset | the exact z-depth of every pixel (0 on sky / beyond the domain's range) |
 | ``lidar`` | KITTI's raw LiDAR | a projected Velodyne scan, a few percent of the pixels (:mod:`depthkd.sim.lidar`) |
+| ``lidar_annotated`` | KITTI's annotated depth | 11 scans accumulated and checked against the exact depth: denser, cleaner |
 | ``kinect`` | NYU's raw Kinect depth | structured light with holes and quantisation (:mod:`depthkd.sim.kinect`) |
 | ``kinect_filled`` | NYU's labelled set | the Kinect map with its holes filled edge-aware, for test sets |
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from depthkd.errors import ConfigError
 
-GROUND_TRUTHS: tuple[str, ...] = ("dense", "lidar", "kinect", "kinect_filled")
+GROUND_TRUTHS: tuple[str, ...] = ("dense", "lidar", "lidar_annotated", "kinect", "kinect_filled")
 
 
 def check_ground_truth(gt: str) -> str:

@@ -25,7 +25,7 @@ from depthkd.sim import scene as S
 from depthkd.sim.camera import TileGrid, tile_grid, tiles_to_image, world_directions
 from depthkd.sim.groundtruth import check_ground_truth
 from depthkd.sim.kinect import KinectModel, fill_holes, kinect_depth, return_strength
-from depthkd.sim.lidar import LidarModel, lidar_depth
+from depthkd.sim.lidar import ANNOTATED, LidarModel, lidar_depth
 from depthkd.sim.sensor import LUMINANCE, add_sensor_noise_, apply_sensor
 from depthkd.sim.shading import (
     I_CAMERA,
@@ -96,14 +96,14 @@ def render_scenes(
     (B,1,H,W) int64, ``intrinsics`` (B,4) float32 ``fx, fy, cx, cy``.
 
     ``gt`` picks the ground truth in ``depth`` (see :mod:`depthkd.sim.groundtruth`): ``dense`` (the
-    exact depth), ``lidar`` (:mod:`depthkd.sim.lidar`), ``kinect`` or ``kinect_filled``
+    exact depth), ``lidar`` or ``lidar_annotated`` (:mod:`depthkd.sim.lidar`), ``kinect`` or ``kinect_filled``
     (:mod:`depthkd.sim.kinect`). A sensor's ``depth`` is 0 where it measured nothing, and the exact
     depth comes along as ``dense_depth``; every other output is the same bytes whatever ``gt`` is.
-    ``sensor`` overrides the sensor's parameters (a :class:`LidarModel` for ``lidar``, a
+    ``sensor`` overrides the sensor's parameters (a :class:`LidarModel` for the LiDAR kinds, a
     :class:`KinectModel` for the Kinect kinds; None = the defaults).
     """
     check_ground_truth(gt)
-    expected = LidarModel if gt == "lidar" else KinectModel if gt.startswith("kinect") else type(None)
+    expected = LidarModel if gt.startswith("lidar") else KinectModel if gt.startswith("kinect") else type(None)
     if sensor is not None and not isinstance(sensor, expected):
         raise ConfigError(f"sensor parameters {type(sensor).__name__} do not fit gt={gt!r}")
     device = torch.device(device)
@@ -117,9 +117,10 @@ def render_scenes(
         chunks = [_render_chunk(batch.images(start, start + per_chunk), grid, shadows, gt, sensor)
                   for start in range(0, batch.batch_size, per_chunk)]
         out = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
-    if gt == "lidar":
+    if gt.startswith("lidar"):
         out["dense_depth"] = out["depth"]
-        out["depth"] = lidar_depth(batch, (height, width), sensor)
+        model = sensor or (ANNOTATED if gt == "lidar_annotated" else LidarModel())
+        out["depth"] = lidar_depth(batch, (height, width), model, out["dense_depth"])
     return out
 
 

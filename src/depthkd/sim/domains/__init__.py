@@ -47,7 +47,7 @@ class Domain:
 
 REGISTRY: dict[str, Domain] = {
     "indoor": Domain("indoor", sample_indoor, 0.2, 10.0, "sim_indoor", ("dense", "kinect", "kinect_filled")),
-    "outdoor": Domain("outdoor", sample_outdoor, 1.0, 80.0, "sim_outdoor", ("dense", "lidar")),
+    "outdoor": Domain("outdoor", sample_outdoor, 1.0, 80.0, "sim_outdoor", ("dense", "lidar", "lidar_annotated")),
     "ood_shapes": Domain("ood_shapes", sample_ood_shapes, 0.1, 18.0, "none"),
     "ood_clutter": Domain("ood_clutter", sample_ood_clutter, 0.05, 10.0, "none"),
 }
