@@ -47,11 +47,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from depthkd.sim.writer import write_dataset, write_preview
 
     if args.preview_only:
-        path = write_preview(args.out, size=args.size, seed=args.seed)
+        out = Path(args.out)
+        path = write_preview(out if out.suffix.lower() == ".png" else out / "preview.png", size=args.size,
+                             seed=args.seed)
         print(f"preview: {path}")
         return 0
     list_file = write_dataset(args.out, args.domain, args.num, args.size, seed=args.seed, preview=args.preview,
-                              gt=args.gt)
+                              gt=args.gt, overwrite=args.overwrite)
     scale = json.loads((Path(args.out) / "meta.json").read_text()).get("depth_scale", 1000.0)
     print(f"wrote {args.num} {args.domain} images; list file: {list_file}")
     print(f"read it with --data 'nyu-list:{list_file}?root={args.out}&depth_scale={scale:g}'")
@@ -273,13 +275,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", default="indoor", help="indoor, outdoor or an out-of-distribution domain")
     p.add_argument("--num", type=int, default=100, help="number of images (default 100)")
     p.add_argument("--size", type=parse_size, default=(240, 320), help="HxW (default 240x320)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="scene seed (default 0): the same seed gives the same bytes")
+    p.add_argument("--out", required=True,
+                   help="output folder (with --preview-only: a folder for preview.png, or a .png file name)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset already in --out (default: refuse, so nothing is mixed or lost)")
     p.add_argument("--gt", default="dense",
-                   help="ground truth written to depth/: dense (exact, the default), lidar or lidar_annotated (KITTI-like "
-                        "scan, outdoor), "
-                        "kinect or kinect_filled (NYU-like structured light, indoor); with a sensor the exact depth "
-                        "goes to depth_dense/")
+                   help="ground truth written to depth/: dense (exact, the default), lidar or lidar_annotated "
+                        "(KITTI-like scan, outdoor), kinect or kinect_filled (NYU-like structured light, indoor); "
+                        "with a sensor the exact depth goes to depth_dense/")
     p.add_argument("--preview", action="store_true", help="also write a contact sheet of every domain")
     p.add_argument("--preview-only", action="store_true", help="only write the contact sheet")
     p.set_defaults(func=cmd_simulate)

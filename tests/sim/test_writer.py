@@ -72,3 +72,21 @@ def test_preview_sheet_has_a_sensor_column(tmp_path):
     path = write_preview(tmp_path / "sheet.png", domains=("outdoor",), n=1, size=SIZE, seed=0)
     sheet = np.asarray(Image.open(path))
     assert sheet.shape[1] >= 4 * SIZE[1]  # RGB | exact depth | sensor depth | instances
+
+
+def test_an_existing_dataset_is_refused_unless_overwritten(tmp_path):
+    import pytest
+
+    from depthkd.errors import ConfigError
+
+    first = write_dataset(tmp_path / "sim", "indoor", num=3, size=SIZE, seed=1)
+    before = (first.parent / "rgb" / "000000.png").read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds a dataset \(rgb, depth, instances, classes, list.txt"):
+        write_dataset(tmp_path / "sim", "indoor", num=2, size=SIZE, seed=2)
+    assert (first.parent / "rgb" / "000000.png").read_bytes() == before  # nothing lost
+    write_dataset(tmp_path / "sim", "indoor", num=2, size=SIZE, seed=2, overwrite=True)
+    assert sorted(p.name for p in (first.parent / "rgb").iterdir()) == ["000000.png", "000001.png"]  # no stale third
+    assert (first.parent / "rgb" / "000000.png").read_bytes() != before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file; expected a folder"):
+        write_dataset(tmp_path / "file", "indoor", num=1, size=SIZE)

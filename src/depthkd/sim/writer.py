@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -66,13 +67,16 @@ def write_dataset(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     gt: str = "dense",
+    overwrite: bool = False,
 ) -> Path:
     """Render ``num`` images of ``domain`` into ``out_dir`` (layout in the module docstring).
 
     Returns the path of ``list.txt``. ``preview=True`` also writes ``preview.png`` of the first
     images. ``depth_scale`` defaults to :func:`default_depth_scale`; depth that does not fit 16 bits
     at the chosen scale is written as 0 (invalid) and counted in a warning. ``gt`` picks the ground
-    truth written to ``depth/`` (:mod:`depthkd.sim.groundtruth`; it must fit the domain).
+    truth written to ``depth/`` (:mod:`depthkd.sim.groundtruth`; it must fit the domain). A folder that
+    already holds a dataset is refused unless ``overwrite``, which first removes the files of this
+    layout (and nothing else), so old and new images never mix.
     """
     info = get_domain(domain)
     check_ground_truth(gt, domain)
@@ -81,6 +85,7 @@ def write_dataset(
         raise ConfigError(f"num must be >= 1, got {num}")
     scale = float(depth_scale or default_depth_scale(domain))
     out = Path(out_dir)
+    _clear_previous(out, overwrite)
     depth_folders = ("depth",) if gt == "dense" else ("depth", "depth_dense")
     for folder in ("rgb", *depth_folders, "instances", "classes"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -122,6 +127,30 @@ def write_dataset(
                       device=device)
     log.info("wrote %d %s images to %s", num, domain, out)
     return list_file
+
+
+#: What :func:`write_dataset` writes into its folder (and ``overwrite`` removes before writing).
+DATASET_FOLDERS = ("rgb", "depth", "depth_dense", "instances", "classes")
+DATASET_FILES = ("list.txt", "meta.json", "preview.png")
+
+
+def _clear_previous(out: Path, overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, clear) a folder that already holds a written dataset."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for the dataset")
+    present = [name for name in (*DATASET_FOLDERS, *DATASET_FILES) if (out / name).exists()]
+    if not present:
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} already holds a dataset ({', '.join(present)}); pass --overwrite "
+                          "(overwrite=True) to replace it, or choose another folder")
+    for name in present:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    log.info("removed the previous dataset in %s", out)
 
 
 def colorize_instances(instances: torch.Tensor | np.ndarray) -> np.ndarray:
