@@ -210,20 +210,22 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = 
     classes = torch.where(hit, batch.prim_face_class.view(-1).index_select(0, face_index), S.CLASS_ID["sky"])
     image = image.clamp_(0.0, 1.0)
     dense = tiles_to_image(metric.view(1, batch_size, -1), grid)
-    sensor = {}
+    # The Kinect is modelled here, from the shading's per-pixel inputs; the LiDAR, which needs only the
+    # scene, in render_scenes.
+    measurements = {}
     if gt.startswith("kinect"):
         lit, strength = (tiles_to_image(x, grid) for x in projector)
         measured = kinect_depth(dense, lit, strength, batch.noise_seeds, kinect)
         if gt == "kinect_filled":
             measured = torch.where(dense > 0, fill_holes(measured, image), 0.0)
-        sensor = {"depth": measured, "dense_depth": dense}
+        measurements = {"depth": measured, "dense_depth": dense}
     return {
         "image": image,
         "depth": dense,
         "instances": tiles_to_image(instance_of.index_select(0, flat_ids).view(1, batch_size, -1), grid),
         "classes": tiles_to_image(classes.view(1, batch_size, -1), grid),
         "intrinsics": batch.intrinsics.clone(),
-        **sensor,
+        **measurements,
     }
 
 
