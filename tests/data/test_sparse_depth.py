@@ -73,3 +73,23 @@ def test_gt_in_data_specs():
         dataset_from_spec("sim:indoor?num=2&size=32x40&gt=radar")
     with pytest.raises(ConfigError, match="gt='lidar' does not fit the ood_shapes domain"):
         dataset_from_spec("sim:ood_shapes+ood_clutter?num=2&size=32x40&gt=lidar")
+
+
+def test_label_parameters_do_not_change_the_image_source_or_the_teacher_cache():
+    from types import SimpleNamespace
+
+    from depthkd.config import load_recipe
+    from depthkd.data.spec import image_source
+    from depthkd.engine.run import teacher_cache_dir
+
+    base = "sim:indoor?num=20&size=32x40&seed=3"
+    assert image_source(base + "&gt=kinect&labels=0.1&labels_seed=4") == image_source(base)
+    assert image_source("sim:indoor?seed=3&size=32x40&num=20") == image_source(base)  # canonical order
+    assert image_source(base.replace("seed=3", "seed=4")) != image_source(base)
+    teacher = SimpleNamespace(teacher_id="t", preprocess_id="p")
+    dirs = []
+    for spec in (base, base + "&gt=kinect", base + "&gt=kinect&labels=5", base.replace("num=20", "num=21")):
+        config = load_recipe("nyu-like")
+        config.data.train = spec
+        dirs.append(teacher_cache_dir(config, teacher))
+    assert dirs[0] == dirs[1] == dirs[2] != dirs[3]

@@ -161,6 +161,19 @@ def parse_spec(spec: str) -> DataSpec:
     return DataSpec(scheme, path, params)
 
 
+#: Spec parameters that change only the labels of the items, never their images.
+LABEL_PARAMS = ("gt", "labels", "labels_seed")
+
+
+def image_source(spec: str) -> str:
+    """``spec`` without the parameters that change only the labels (:data:`LABEL_PARAMS`), in a canonical
+    order: two specs with the same result name the same images (e.g. a teacher cache can serve both)."""
+    parsed = parse_spec(spec)
+    kept = sorted((k, v) for k, v in parsed.params.items() if k not in LABEL_PARAMS)
+    query = "&".join(f"{k}={v}" for k, v in kept)
+    return f"{parsed.scheme}:{parsed.path}" + (f"?{query}" if query else "")
+
+
 def dataset_from_spec(
     spec: str, transform: Transform | None = None, allow_missing: bool | None = None
 ) -> Dataset:

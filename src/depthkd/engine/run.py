@@ -296,12 +296,15 @@ def teacher_cache_dir(config: RecipeConfig, teacher: Any) -> Path:
     """``cache.dir``, else ``<run.root>/teacher-cache/<hash of teacher, preprocessing, data>``.
 
     A cache folder holds one teacher's maps for one dataset, so the default folder is keyed by all
-    three (the data by ``data.train``, and ``data.unlabelled`` when set) and runs sharing them share
-    the cache.
+    three (the data by the images of ``data.train``, and ``data.unlabelled`` when set) and runs sharing
+    them share the cache. Spec keys that change only the labels (``gt=``, ``labels=``) do not count: the
+    teacher sees the same images.
     """
+    from depthkd.data.spec import image_source
+
     if config.cache.dir:
         return Path(config.cache.dir)
-    sources = [config.data.train] + ([config.data.unlabelled] if config.data.unlabelled else [])
+    sources = [image_source(config.data.train)] + ([image_source(config.data.unlabelled)] if config.data.unlabelled else [])
     key = json.dumps([teacher.teacher_id, teacher.preprocess_id, *sources], sort_keys=True)
     return Path(config.run.root) / "teacher-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
