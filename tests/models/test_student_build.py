@@ -155,3 +155,21 @@ def test_foreign_pretrained_file_is_a_model_error(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
     with pytest.raises(ModelError, match="resnet18.safetensors"):
         build_student("mobilenetv2_100", pretrained_path=path)
+
+
+def test_init_weights_start_a_student_from_a_checkpoint(tmp_path):
+    from depthkd.errors import ModelError
+    from depthkd.models import save_student
+    from depthkd.models.checkpoint import load_student
+
+    source = build_student("resnet10t", max_depth=10.0)
+    path = save_student(source, tmp_path / "source.safetensors")
+    started = build_student("resnet10t", max_depth=80.0, init_weights=str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(started.state_dict()[key], value), key
+    saved = save_student(started, tmp_path / "started.safetensors")
+    assert load_student(saved).config.init_weights is None  # used at build time only
+    with pytest.raises(ModelError, match="do not fit this student's architecture"):
+        build_student("mobilenetv2_100", init_weights=str(path))
+    with pytest.raises(ModelError, match="no such file"):
+        build_student("resnet10t", init_weights=str(tmp_path / "missing.safetensors"))

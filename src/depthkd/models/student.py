@@ -227,6 +227,7 @@ def build_student(
     bins_mlp_hidden: int = 256,
     arch: str = "unet",
     arch_options: dict[str, Any] | None = None,
+    init_weights: str | None = None,
 ) -> DepthStudent:
     """Build a :class:`DepthStudent`; the options are documented on :class:`StudentConfig`."""
     config = StudentConfig(
@@ -246,5 +247,6 @@ def build_student(
         bins_mlp_hidden=bins_mlp_hidden,
         arch=arch,
         arch_options=arch_options,
+        init_weights=init_weights,
     )
     return DepthStudent(config)
