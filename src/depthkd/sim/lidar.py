@@ -19,13 +19,14 @@ their artefacts come from; casting the beams from the scanner reproduces them in
   KITTI's native resolution (375 rows) and each pixel of a smaller image reads the native pixel at
   its centre, which is what a user gets from real KITTI labels resized by nearest neighbour.
 
-Density (one sweep, the default ``native_rows=375``, street scenes of the ``outdoor`` domain): at
-KITTI's 375x1242 about 4-5% of the pixels carry a value (about 40 of the 64 beams fall inside the
-camera's vertical field, one point every ~2.2 pixels along a beam, beams 4-6 pixels apart), the same
-fraction at 128x416 and any other size, because the sampling is done at the native size. With
-``native_rows=None`` points are projected straight into the requested image instead: then small images
-are much denser (at 128x416 a beam's points are 0.7 pixels apart, so every column of a beam's row is
-hit: about 20-25%), which is what the sensor would give a camera of that resolution.
+Density (one sweep, the default ``native_rows=375``, street scenes of the ``outdoor`` domain; measured
+by ``benchmarks/sensor_stats.py``): 3.9% of the pixels carry a value at KITTI's 375x1242, and the same
+3.9% at 128x416 or any other size, because the sampling is done at the native size. Why so few: about
+40 of the 64 beams fall inside the camera's vertical field (the lower ones hit the road below it), one
+point every ~2.2 pixels along a beam, beams 4-6 pixels apart, and none on the sky. With
+``native_rows=None`` points are projected straight into the requested image instead: small images are
+then much denser (at 128x416 a beam's points are 0.7 pixels apart, so every pixel along a beam's row is
+hit: about 27%), which is what the sensor would give a camera of that resolution.
 
 ``gt=lidar_annotated`` (:data:`ANNOTATED`) is KITTI's *annotated* depth instead of one raw sweep:
 several sweeps accumulated along the road and checked against the exact depth, so denser (about 16% of
