@@ -250,3 +250,13 @@ def test_bad_ground_truth_choices_are_clear_errors():
         render_batch("outdoor", 1, (16, 20), gt="sonar")
     with pytest.raises(ConfigError, match="do not fit gt='lidar'"):
         render_scenes([room().build()], (16, 20), gt="lidar", sensor=KinectModel())
+
+
+@pytest.mark.parametrize("domain,gt,size", [("outdoor", "lidar", (48, 160)), ("indoor", "kinect", (48, 64))])
+def test_sensor_depth_does_not_depend_on_which_scenes_share_the_batch(domain, gt, size):
+    from depthkd.sim import sample_scene
+
+    scenes = [sample_scene(domain, 9, i, size) for i in range(3)]
+    together = render_scenes(scenes, size, gt=gt)["depth"]
+    alone = torch.cat([render_scenes([scene], size, gt=gt)["depth"] for scene in scenes])
+    assert torch.equal(together, alone)
