@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from depthkd.errors import ConfigError
 from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
@@ -170,6 +170,14 @@ def _preview_sensor(domain: str) -> str | None:
 PREVIEW_COLUMNS = ("RGB", "exact depth", "sensor depth", "instances")
 
 
+def _font(size: int) -> ImageFont.ImageFont:
+    """Pillow's built-in font at ``size`` pixels (older Pillow: its fixed small bitmap font)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def write_preview(
     out_path: str | Path,
     domains: Sequence[str] = DOMAINS,
@@ -180,11 +188,15 @@ def write_preview(
 ) -> Path:
     """Contact sheet PNG: per domain, ``n`` rows of RGB | exact depth (turbo, near = red) | the domain's
     sensor (``lidar`` or ``kinect``, same colours; grey = no measurement, blank for domains without
-    one) | instances, under a header naming the columns. Black in a depth map is sky / out of range."""
+    one) | instances, under a header naming the columns, with a colour bar (each row's range is in its
+    label) and what black and grey mean."""
     height, width = check_size(size)
-    label_h, gap, header_h = 18, 4, 20
+    label_h, gap, header_h = 18, 4, 56
     columns = len(PREVIEW_COLUMNS)
     header = np.full((header_h, columns * width + (columns - 1) * gap, 3), 255, dtype=np.uint8)
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None].repeat(8, axis=0) + 1e-3
+    for column in (1, 2):  # a colour bar over both depth columns: near (red) to far (blue) within each row's range
+        header[22:30, column * (width + gap) : column * (width + gap) + width] = colorize_depth(ramp, 0.0, 1.0)
     rows: list[np.ndarray] = [header]
     labels: list[tuple[int, str]] = []
     y = header_h
@@ -216,10 +228,17 @@ def write_preview(
             y += row.shape[0]
     sheet = Image.fromarray(np.concatenate(rows, axis=0))
     draw = ImageDraw.Draw(sheet)
+    font, small = _font(14), _font(11)
     for column, title in enumerate(PREVIEW_COLUMNS):
-        draw.text((column * (width + gap) + 4, 4), title, fill=(0, 0, 0))
+        draw.text((column * (width + gap) + 4, 3), title, fill=(0, 0, 0), font=font)
+    for column in (1, 2):
+        left = column * (width + gap)
+        draw.text((left, 30), "near", fill=(0, 0, 0), font=small)
+        draw.text((left + width - 22, 30), "far", fill=(0, 0, 0), font=small)
+    draw.text((width + gap, 43), "black: sky or beyond range", fill=(0, 0, 0), font=small)
+    draw.text((2 * (width + gap), 43), "grey: no measurement", fill=(0, 0, 0), font=small)
     for top, text in labels:
-        draw.text((4, top + 3), text, fill=(0, 0, 0))
+        draw.text((4, top + 3), text, fill=(0, 0, 0), font=small)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_path)
