@@ -3,6 +3,14 @@
     python benchmarks/methods.py                  # CPU budget (about an hour on 2 cores)
     python benchmarks/methods.py --scale paper    # a GPU budget
     python benchmarks/methods.py --steps 50 --rows alone tie-kd --seeds 0   # a smoke run
+    python benchmarks/methods.py --setting kitti-like --steps 3000 --seeds 0 1 2 --resume
+
+``--setting`` runs the rows in one of the realistic settings instead (the recipes ``kitti-like`` and
+``nyu-like``: sensor ground truth for the student, a dense teacher; see :data:`SETTINGS`). There every
+row trains on the setting recipe's own data, draws its curves on the recipe's validation set, and its
+exported student is scored afterwards on the setting's test set (exact depth, seeds apart from every
+training set) under the setting's protocol; results go to ``...-methods-<setting>.md`` and ``.json``
+(with ``"setting"``). Without ``--setting`` (``sim``) the rows are those below, on perfect dense labels.
 
 Each row is a packaged recipe (``depthkd.comparison``): the student (MobileNetV2 unless the recipe
 says otherwise) trains ``--steps`` steps of batch 8 on rendered ``indoor`` scenes (data-free trains on
@@ -28,7 +36,15 @@ from pathlib import Path
 
 import torch
 
-from depthkd.comparison import Budget, Contender, RowResult, gap_closed_share, score_teacher, train_contender
+from depthkd.comparison import (
+    DEFAULT_TRAIN_SIZE,
+    Budget,
+    Contender,
+    RowResult,
+    gap_closed_share,
+    score_teacher,
+    train_contender,
+)
 from depthkd.demo import machine_description, render_training_set
 from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
 
@@ -105,6 +121,79 @@ ROWS = [
 ]
 ROW_KEYS = [row.key for row in ROWS]
 
+@dataclass(frozen=True)
+class Setting:
+    """A realistic setting: its recipe (data with sensor ground truth, teacher, student range, protocol)
+    and its test set (exact depth)."""
+
+    name: str
+    recipe: str
+    test: str
+    size: tuple[int, int]  # where params and GMACs are counted
+
+
+SETTINGS = {
+    "kitti-like": Setting("kitti-like", "kitti-like", "sim:outdoor?num=256&size=128x416&seed=200000", (128, 416)),
+    "nyu-like": Setting("nyu-like", "nyu-like", "sim:indoor?num=256&size=128x160&seed=200000", (128, 160)),
+}
+
+REGRESSION = ("student.head=regression", "student.num_bins=null")
+TEACHER_ONLY = ("method.add=[]",)
+WITH_GT = ("method.add=[{name: supervised}]",)
+
+
+def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
+    """What a setting recipe says about the world, as overrides for any other recipe (DisDepth's): its
+    data (``train`` replaces its training set), teacher, depth range and protocol."""
+    from depthkd.config import load_recipe
+
+    config = load_recipe(recipe)
+    crop = "null" if config.data.crop is None else f"[{config.data.crop[0]}, {config.data.crop[1]}]"
+    return (
+        f"data.train={train or config.data.train}", f"data.val={config.data.val}", f"data.crop={crop}",
+        f"data.augmentation.rotation={config.data.augmentation.rotation}", f"teacher.spec={config.teacher.spec}",
+        f"student.max_depth={config.student.max_depth}", f"eval.protocol={config.eval.protocol}",
+    )
+
+
+def setting_rows(setting: Setting, train: str | None = None) -> list[Row]:
+    """The rows of a setting: the student alone on the sensor's ground truth, TIE-KD as the paper runs
+    it (teacher only) and with the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth
+    (both with ground truth). The teacher of every distilled row is the setting's; ``train`` replaces
+    the recipe's training set (a smaller one for a smoke run)."""
+    from depthkd.config import load_recipe
+
+    teacher = load_recipe(setting.recipe).teacher.spec
+    recipe = setting.recipe
+    data = (f"data.train={train}",) if train else ()
+
+    def row(key: str, label: str, overrides: tuple[str, ...], headline: bool, group: str, base: str = recipe,
+            uses_teacher: bool = True) -> Row:
+        overrides = overrides if base != recipe else (*data, *overrides)
+        return Row(key, Contender(label, base, overrides, own_data=True), teacher if uses_teacher else None,
+                   headline, group)
+
+    alone = ("method.name=supervised", "method.options={}", *TEACHER_ONLY, *REGRESSION, "teacher.spec=null",
+             "cache.enabled=false")
+    response = ("method.name=response", *TEACHER_ONLY, *REGRESSION)
+    return [
+        row("alone", "student alone (SILog on the sensor's ground truth)", alone, True, "headline",
+            uses_teacher=False),
+        row("tie-kd", "TIE-KD (DPM KL + SSIM, teacher only)", TEACHER_ONLY, True, "headline"),
+        row("tie-kd-gt", "TIE-KD + SILog on the sensor's ground truth", WITH_GT, True, "headline"),
+        row("disdepth", "DisDepth (LG-Conv, ghost decoder, attentive KD) + GT", world_overrides(recipe, train), True,
+            "headline", base="disdepth-sim"),
+        row("response-ssim", "response KD, SSIM", (*response, "method.options={loss: ssim}"), True, "headline"),
+        row("response-si", "response KD, SI", (*response, "method.options={loss: si}"), False, "tie-kd"),
+        row("response-mse", "response KD, MSE", (*response, "method.options={loss: mse}"), False, "tie-kd"),
+        row("tiekd-dpm", "TIE-KD, DPM term alone", (*TEACHER_ONLY, "method.options.terms=dpm"), False, "tie-kd"),
+        row("tiekd-depth", "TIE-KD, SSIM term alone", (*TEACHER_ONLY, "method.options.terms=depth"), False,
+            "tie-kd"),
+        row("feature", "feature KD (last map, MSE) + GT", (*world_overrides(recipe, train), "method.add=[]"), False,
+            "other", base="feature-sim"),
+    ]
+
+
 SCALES = {
     "cpu": {"steps": 400, "train_images": 2000, "test_images": 64},
     "paper": {"steps": 20000, "train_images": 20000, "test_images": 654},
@@ -126,14 +215,14 @@ HEADER = [
 ]
 
 
-def table(results: dict[str, list[RowResult]], teachers: dict[str, RowResult]) -> list[str]:
+def table(results: dict[str, list[RowResult]], teachers: dict[str, RowResult], rows: list[Row] = ROWS) -> list[str]:
     lines = ["**Teachers (reference rows, the built-in weights).**", "", *HEADER]
     for name, ref in teachers.items():
         m = ref.metrics
         lines.append(f"| teacher `{name}` | - | - | {m['abs_rel']:.4f} | {m['rmse']:.4f} | "
                      f"{m['d1']:.4f} | {ref.params_m:.2f} | {ref.gmacs:.3f} | - | - | - |")
     for group, text in GROUPS.items():
-        members = [row for row in ROWS if row.group == group and results.get(row.key)]
+        members = [row for row in rows if row.group == group and results.get(row.key)]
         if members:
             lines += ["", f"**{text}**", "", *group_lines(members, results, teachers)]
     return lines
@@ -164,7 +253,8 @@ def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: 
 
 
 def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[RowResult]],
-                  teachers: dict[str, RowResult], budget: Budget, minutes: float) -> None:
+                  teachers: dict[str, RowResult], budget: Budget, minutes: float, rows: list[Row] = ROWS,
+                  setting: Setting | None = None) -> None:
     import depthkd
 
     command = f"python benchmarks/{Path(sys.argv[0]).name} {shlex.join(sys.argv[1:])}".rstrip()
@@ -174,27 +264,38 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         commands += [c for c in json.loads(other.read_text()).get("commands", []) if c not in commands]
     if command not in commands:
         commands.append(command)
+    if setting is None:
+        data_line = (f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
+                     "(data-free: its recipe's out-of-distribution domains); test set "
+                     f"`{budget.test}`, protocol `{CARD_PROTOCOL}`, no alignment; params/GMACs at 128x160.")
+    else:
+        from depthkd.config import load_recipe
+
+        recipe = load_recipe(setting.recipe)
+        data_line = (f"Setting `{setting.name}` (recipe `{setting.recipe}`): {budget.steps} steps of batch "
+                     f"{budget.batch_size} per row on `{budget.train}`, validation curves on "
+                     f"`{recipe.data.val}`; each student scored after training on the test set `{budget.test}` "
+                     f"(exact depth), protocol `{recipe.eval.protocol}`, no alignment; params/GMACs at "
+                     f"{setting.size[0]}x{setting.size[1]}.")
     lines = [
-        f"# Method benchmark, {datetime.date.today().isoformat()} ({args.scale} budget"
-        f"{f', {budget.steps} steps' if args.steps else ''})",
+        f"# Method benchmark{'' if setting is None else f' ({setting.name})'}, {datetime.date.today().isoformat()} "
+        f"({args.scale} budget{f', {budget.steps} steps' if args.steps else ''})",
         "",
         "Command" + ("s (later ones resumed or merged the earlier, adding rows)" if len(commands) > 1 else "") + ": "
         + "; ".join(f"`{c}`" for c in commands) + f"; the last took {minutes:.0f} min.",
         f"Machine: {machine_description()}; Python {platform.python_version()}, torch {torch.__version__}, "
         f"depthkd {depthkd.__version__}.",
-        f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
-        "(data-free: its recipe's out-of-distribution domains); test set "
-        f"`{budget.test}`, protocol `{CARD_PROTOCOL}`, no alignment; params/GMACs at 128x160.",
+        data_line,
         *([args.note] if args.note else []),
         "Gap closed = (AbsRel alone - AbsRel row) / (AbsRel alone - AbsRel of the row's teacher); 'beats alone' "
         "compares with the headline student alone (MobileNetV2, regression head, SILog on ground truth).",
         "",
-        *table(results, teachers),
+        *table(results, teachers, rows),
         "",
     ]
     lines += ["", "## Per seed", "", "| row | seed | AbsRel | RMSE | d1 | teacher AbsRel in run | min |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for row in ROWS:
+    for row in rows:
         for r in results.get(row.key) or []:
             t = r.teacher_metrics["abs_rel"] if r.teacher_metrics else None
             lines.append(f"| {row.contender.label} | {r.seed} | {r.metrics['abs_rel']:.4f} | {r.metrics['rmse']:.4f} | "
@@ -202,6 +303,7 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     payload = {
+        **({} if setting is None else {"setting": setting.name}),
         "commands": commands,
         "teachers": {k: v.to_dict() for k, v in teachers.items()},
         "rows": {k: [r.to_dict() for r in v] for k, v in results.items()},
@@ -219,10 +321,16 @@ def load_results(path: Path) -> dict[str, list[RowResult]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=["sim", *SETTINGS], default="sim",
+                        help="sim: perfect dense labels (the rows above); or a realistic setting (SETTINGS)")
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="steps per row (overrides the scale)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rows", nargs="+", choices=ROW_KEYS, default=ROW_KEYS)
+    all_keys = list(dict.fromkeys(ROW_KEYS + [row.key for name in SETTINGS for row in setting_rows(SETTINGS[name])]))
+    parser.add_argument("--rows", nargs="+", choices=all_keys, default=None, help="default: every row of the setting")
+    parser.add_argument("--test-images", type=int, default=None, help="test images (default: the setting's or scale's)")
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="with --setting: training images (default: the recipe's; fewer for a smoke run)")
     parser.add_argument("--work", type=Path, default=Path("runs/benchmark-methods"), help="data and run folders")
     parser.add_argument("--out", type=Path, default=None, help="results .md (default benchmarks/results/...)")
     parser.add_argument("--machine", default=None, help="machine tag of the results file (default: cpu-Ncore)")
@@ -235,14 +343,34 @@ def main() -> None:
 
     scale = SCALES[args.scale]
     started = time.perf_counter()
-    train = render_training_set(args.work / "data" / f"train-{scale['train_images']}", scale["train_images"], 0)
-    test = CARD_TEST_SET.replace("num=64", f"num={scale['test_images']}")
-    budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
-    by_key = {row.key: row for row in ROWS}
-    rows = [by_key[key] for key in dict.fromkeys(args.rows)]
+    setting = SETTINGS.get(args.setting)
+    if setting is None:
+        available = ROWS
+        train = render_training_set(args.work / "data" / f"train-{scale['train_images']}", scale["train_images"], 0)
+        test = CARD_TEST_SET.replace("num=64", f"num={args.test_images or scale['test_images']}")
+        budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
+        protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, ""
+    else:
+        from depthkd.config import load_recipe
+
+        recipe = load_recipe(setting.recipe)
+        train = recipe.data.train
+        if args.train_images:
+            train = "&".join(f"num={args.train_images}" if part.startswith("num=") else part
+                             for part in train.replace("?", "&", 1).split("&")).replace("&", "?", 1)
+        available = setting_rows(setting, train if args.train_images else None)
+        test = setting.test if args.test_images is None else setting.test.replace("num=256", f"num={args.test_images}")
+        budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=4,
+                        val=recipe.data.val)
+        protocol, size, suffix = recipe.eval.protocol, setting.size, f"-{setting.name}"
+    by_key = {row.key: row for row in available}
+    unknown = [key for key in args.rows or [] if key not in by_key]
+    if unknown:
+        parser.error(f"rows {unknown} are not rows of --setting {args.setting}; its rows: {list(by_key)}")
+    rows = [by_key[key] for key in dict.fromkeys(args.rows or list(by_key))]
 
     machine = args.machine or ("gpu" if torch.cuda.is_available() else f"cpu-{os.cpu_count()}core")
-    out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods.md"
+    out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-{machine}-methods{suffix}.md"
     results = load_results(out.with_suffix(".json")) if args.resume else {}
     for other in args.include:
         for key, runs in load_results(other).items():
@@ -251,20 +379,23 @@ def main() -> None:
     # The reference rows of every teacher in the file, not only of the rows run now.
     reported = rows + [by_key[key] for key in results if key in by_key]
     teachers = {
-        name: score_teacher(name, test, protocol=CARD_PROTOCOL, label=name)
+        name: score_teacher(name, test, protocol=protocol, size=size, label=name)
         for name in sorted({row.teacher for row in reported if row.teacher})
     }
+
+    def save() -> None:
+        write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60, available, setting)
+
     for row in rows:  # in the order given, so a partial run measures the rows asked for first
         for seed in args.seeds if row.headline else args.seeds[:1]:
             if any(r.seed == seed for r in results.get(row.key, [])):
                 continue
             print(f"== {row.contender.label}, seed {seed}", flush=True)
-            result = train_contender(row.contender, budget, seed, args.work / "runs")
+            result = train_contender(row.contender, budget, seed, args.work / f"runs{suffix}", size=size)
             results.setdefault(row.key, []).append(result)
             print(f"   AbsRel {result.metrics['abs_rel']:.4f} in {result.seconds / 60:.1f} min", flush=True)
-            # Rewritten after every row, so an interrupted benchmark keeps what it measured.
-            write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60)
-    write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60)
+            save()  # after every row, so an interrupted benchmark keeps what it measured
+    save()
     print(out.read_text())
 
 

@@ -66,7 +66,12 @@ class Contender:
 
 @dataclass
 class Budget:
-    """What every row gets: the same data, steps, batch and validation points."""
+    """What every row gets: the same data, steps, batch and validation points.
+
+    ``val`` is the validation set the curves are drawn on; ``None`` validates on ``test`` (the demo's
+    habit). With a separate ``val``, each exported student is scored on ``test`` after training, so the
+    test set never steers a run.
+    """
 
     train: str
     test: str
@@ -74,6 +79,7 @@ class Budget:
     batch_size: int = 8
     val_points: int = 4
     num_workers: int = 1
+    val: str | None = None
 
 
 @dataclass
@@ -112,7 +118,7 @@ def contender_recipe(
     method = base.method.name
     steps = budget.steps
     overrides = [
-        f"data.val={budget.test}",
+        f"data.val={budget.val or budget.test}",
         f"data.batch_size={budget.batch_size}",
         f"data.num_workers={budget.num_workers}",
         "trainer.max_epochs=null",
@@ -146,8 +152,10 @@ def train_contender(
     size: Sequence[int] = DEFAULT_TRAIN_SIZE,
     extra_overrides: Sequence[str] = (),
 ) -> RowResult:
-    """Train one row and score its exported student on the budget's test set."""
+    """Train one row and score its exported student on the budget's test set (under the recipe's
+    ``eval.protocol``)."""
     from depthkd.engine import run_recipe
+    from depthkd.evaluate import evaluate
     from depthkd.models import load_student
 
     config = contender_recipe(contender, budget, seed, runs_root, extra_overrides)
@@ -155,12 +163,15 @@ def train_contender(
     result = run_recipe(config)
     seconds = time.perf_counter() - started
     assert result.student_path is not None and result.metrics is not None  # single process, test set given
+    metrics = result.metrics
+    if budget.val is not None:  # validated elsewhere: score on the test set now
+        metrics = evaluate(str(result.student_path), budget.test, protocol=config.eval.protocol, batch_size=8).metrics
     params, gmacs = model_cost(load_student(result.student_path), size)
     return RowResult(
         label=contender.label,
         method=config.method.name,
         seed=seed,
-        metrics=result.metrics,
+        metrics=metrics,
         params_m=params,
         gmacs=gmacs,
         seconds=seconds,
