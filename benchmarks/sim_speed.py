@@ -6,7 +6,7 @@ Measures, on ``--threads`` CPU threads (default 2):
   shading, shadows): images per second, best of ``--repeats`` timed batches after a warm-up;
   targets 50 and 200 images/s;
 - other domains at 240x320, for information;
-- each sensor ground truth (``gt=lidar`` on streets at 128x416 and KITTI's 375x1242, ``gt=kinect`` and
+- each sensor ground truth (``gt=lidar`` and ``lidar_annotated`` on streets at 128x416 and KITTI's 375x1242, ``gt=kinect`` and
   ``kinect_filled`` indoors at 120x160 and NYU's 480x640) beside ``gt=dense`` of the same scenes:
   images per second and the cost relative to dense depth (``--skip-gt`` leaves them out);
 - ``render_batch`` in ``--workers`` independent processes of one thread each (a barrier starts
@@ -49,8 +49,8 @@ TARGETS = {(240, 320): 50.0, (120, 160): 200.0}
 
 #: The sensor ground-truth rows: domain, size, batch, sensors (each timed beside gt=dense).
 GT_CASES = [
-    ("outdoor", (128, 416), 8, ("lidar",)),
-    ("outdoor", (375, 1242), 2, ("lidar",)),
+    ("outdoor", (128, 416), 8, ("lidar", "lidar_annotated")),
+    ("outdoor", (375, 1242), 2, ("lidar", "lidar_annotated")),
     ("indoor", (120, 160), 16, ("kinect", "kinect_filled")),
     ("indoor", (480, 640), 2, ("kinect", "kinect_filled")),
 ]
