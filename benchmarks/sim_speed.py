@@ -7,8 +7,9 @@ Measures, on ``--threads`` CPU threads (default 2):
   targets 50 and 200 images/s;
 - other domains at 240x320, for information;
 - each sensor ground truth (``gt=lidar`` and ``lidar_annotated`` on streets at 128x416 and KITTI's
-  375x1242, ``gt=kinect`` and ``kinect_filled`` indoors at 120x160 and NYU's 480x640) beside ``gt=dense`` of the same scenes:
-  images per second and the cost relative to dense depth (``--skip-gt`` leaves them out);
+  375x1242, ``gt=kinect`` and ``kinect_filled`` indoors at 120x160 and NYU's 480x640) beside
+  ``gt=dense`` of the same scenes: images per second and the cost relative to dense depth
+  (``--skip-gt`` leaves them out);
 - ``render_batch`` in ``--workers`` independent processes of one thread each (a barrier starts
   them together): what the cores give when each renders whole batches, scene sampling (Python)
   included, instead of sharing every op between threads;
