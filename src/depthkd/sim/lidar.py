@@ -43,6 +43,7 @@ import torch
 from depthkd.errors import ConfigError
 from depthkd.sim import scene as S
 from depthkd.sim.rays import cast_rays
+from depthkd.sim.sensor import LUMINANCE
 
 
 def hdl64e_elevations() -> tuple[float, ...]:
@@ -151,7 +152,7 @@ def scan(model: LidarModel, batch: S.SceneBatch, image: int, size: tuple[int, in
     prim = hits.prim.clamp_min(0)
     material = batch.materials.index_select(0, batch.prim_face_material[image, prim, hits.face.clamp(0, 5)])
     albedo = (material[:, S.MAT_COLOUR_A] + material[:, S.MAT_COLOUR_B]) @ torch.tensor(
-        [0.2126, 0.7152, 0.0722], device=batch.device) / 2.0
+        LUMINANCE, device=batch.device) / 2.0
     reflectance = albedo * (1.0 - 0.5 * material[:, S.MAT_SPECULAR].clamp(0.0, 1.0))
     incidence = (hits.normal * directions).sum(1).abs()
     ranges = hits.t

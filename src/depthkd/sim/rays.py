@@ -19,7 +19,7 @@ import torch
 from depthkd.sim.kernels import intersect
 from depthkd.sim.primitives import INTERSECT, SURFACE
 from depthkd.sim.scene import SceneBatch
-from depthkd.sim.trace import ID_BITS, ID_MASK, contains
+from depthkd.sim.trace import MISS_KEY, contains, pack_hits, unpack_hits
 
 #: Consecutive rays culled together (a ray block); callers order coherent rays next to each other.
 BLOCK_RAYS = 32
@@ -79,8 +79,7 @@ def cast_rays(batch: SceneBatch, image: int, origin: torch.Tensor, directions: t
     blocks = rays.view(-1, BLOCK_RAYS, 3)
     planar = blocks.permute(2, 0, 1).contiguous()  # (3, nb, K): one gather per chunk, components apart
     pairs = _block_pairs(batch, image, origin, unit.view(-1, BLOCK_RAYS, 3))
-    miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
-    keys = torch.full(blocks.shape[:2], miss, dtype=torch.int64, device=device)
+    keys = torch.full(blocks.shape[:2], MISS_KEY, dtype=torch.int64, device=device)
     kinds = batch.prim_kind[image]
     rotation = batch.prim_rotation[image]  # (P, 3, 3), columns = local axes in world
     origin_local = torch.einsum("pj,pjk->pk", origin[None, :] - batch.prim_centre[image], rotation)  # (P, 3)
@@ -102,11 +101,10 @@ def cast_rays(batch: SceneBatch, image: int, origin: torch.Tensor, directions: t
                                     world[2], rot[:, 2, k, None]) for k in range(3))
             t = intersect(code % len(INTERSECT))(o, d, params.index_select(0, p).unsqueeze(-1).unbind(1), t_min,
                                                  inside=code < len(INTERSECT))
-            key = (t.view(torch.int32).long() << ID_BITS) | (p + 1)[:, None]
+            key = pack_hits(t, (p + 1)[:, None])
             keys.scatter_reduce_(0, b[:, None].expand_as(key), key, reduce="amin")
-    keys = keys.view(-1)[:count]
-    t = (keys >> ID_BITS).int().view(torch.float32)
-    hit_prim = (keys & ID_MASK) - 1
+    t, ids = unpack_hits(keys.view(-1)[:count])
+    hit_prim = ids - 1
     normal, face = _surface(batch, image, origin_local, directions, t, hit_prim)
     return RayHits(t=t, prim=hit_prim, normal=normal, face=face)
 

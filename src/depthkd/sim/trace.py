@@ -315,6 +315,21 @@ def _kind_chunks(batch: SceneBatch, pairs: torch.Tensor, grid: TileGrid, table: 
                    tile.index_select(0, part), gids.index_select(0, part))
 
 
+#: The packed key of "nothing hit": an infinite distance above id 0.
+MISS_KEY = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
+
+
+def pack_hits(t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """64-bit keys ordering hits by distance ``t`` (float bits, monotonic for t >= 0), then by ``ids``:
+    the closest hit of a ray is the ``amin`` of its keys, whatever order they are reduced in."""
+    return (t.view(torch.int32).long() << ID_BITS) | ids
+
+
+def unpack_hits(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t, ids)`` of packed keys (``inf`` and 0 for :data:`MISS_KEY`)."""
+    return (keys >> ID_BITS).int().view(torch.float32), keys & ID_MASK
+
+
 def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, table: torch.Tensor, t_min: float = 1e-4
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest hit of every camera ray: ``t`` ``(B*T, S)`` (z-depth, inf on a miss) and global
@@ -323,21 +338,19 @@ def closest_hits(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, table: 
         raise DataError(f"too many primitives in one batch ({batch.batch_size} images x {batch.num_primitives}); "
                         f"at most {ID_MASK - 1} per batch: render fewer images at once")
     rows, per_row = batch.batch_size * grid.num_tiles, grid.tile_pixels
-    miss = int(torch.tensor(float("inf")).view(torch.int32).item()) << ID_BITS
-    keys = torch.full((rows, per_row), miss, dtype=torch.int64, device=batch.device)
+    keys = torch.full((rows, per_row), MISS_KEY, dtype=torch.int64, device=batch.device)
     untouched = True  # while no row has a hit yet, a group with distinct rows can be written directly
     for kind, inside, image, tile, gids in _kind_chunks(batch, pairs, grid, table):
         frames = pair_frames(batch, grid, table, image, tile, gids)
         t = intersect(kind)(frames.origin, frames.directions(grid), frames.params, t_min, inside=inside)
-        key = (t.view(torch.int32).long() << ID_BITS) | (gids + 1)[:, None]
+        key = pack_hits(t, (gids + 1)[:, None])
         row = image * grid.num_tiles + tile
         if untouched and inside and row.unique().numel() == row.numel():
             keys.index_copy_(0, row, key)
         else:
             keys.scatter_reduce_(0, row[:, None].expand_as(key), key, reduce="amin")
         untouched = False
-    t = (keys >> ID_BITS).int().view(torch.float32)
-    return t, keys & ID_MASK
+    return unpack_hits(keys)
 
 
 def _only_own_points(batch: SceneBatch, grid: TileGrid, pairs: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
