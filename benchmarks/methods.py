@@ -93,7 +93,8 @@ ROWS = [
         "tie-kd"),
     Row("response-mse", Contender("response KD, MSE", "response-sim", ("method.options.loss=mse",)), "sim-vit",
         False, "tie-kd"),
-    Row("tiekd-softmax", Contender("TIE-KD, softmax_pdf target", "tiekd-sim", ("method.options.target=softmax_pdf",)),
+    Row("tiekd-softmax", Contender("TIE-KD, softmax_pdf target (sigma 0.5, as the released code)", "tiekd-sim",
+                                   ("method.options.target=softmax_pdf", "method.options.sigma=0.5")),
         "sim-vit", False, "tie-kd"),
     Row("tiekd-dpm", Contender("TIE-KD, DPM term alone", "tiekd-sim", ("method.options.terms=dpm",)), "sim-vit",
         False, "tie-kd"),
@@ -130,12 +131,16 @@ class Setting:
     recipe: str
     test: str
     size: tuple[int, int]  # where params and GMACs are counted
+    response_with_gt: bool = False  # response KD adds the labels (where only some images have them)
 
 
 SETTINGS = {
     "kitti-like": Setting("kitti-like", "kitti-like", "sim:outdoor?num=256&size=128x416&seed=200000", (128, 416)),
     "nyu-like": Setting("nyu-like", "nyu-like", "sim:indoor?num=256&size=128x160&seed=200000", (128, 160)),
+    "label-scarce": Setting("label-scarce", "label-scarce", "sim:indoor?num=256&size=128x160&seed=200000",
+                            (128, 160), response_with_gt=True),
 }
+
 
 REGRESSION = ("student.head=regression", "student.num_bins=null")
 TEACHER_ONLY = ("method.add=[]",)
@@ -152,20 +157,32 @@ def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
     return (
         f"data.train={train or config.data.train}", f"data.val={config.data.val}", f"data.crop={crop}",
         f"data.augmentation.rotation={config.data.augmentation.rotation}", f"teacher.spec={config.teacher.spec}",
-        f"student.max_depth={config.student.max_depth}", f"eval.protocol={config.eval.protocol}",
+        f"student.max_depth={config.student.max_depth}", f"student.init_encoder={config.student.init_encoder}",
+        f"eval.protocol={config.eval.protocol}",
     )
+
+
+def labelled_only(spec: str) -> str:
+    """``spec`` reduced to its labelled items (``unlabelled=drop``), or ``spec`` when every item has labels."""
+    from depthkd.data.spec import parse_spec
+
+    return f"{spec}&unlabelled=drop" if "labels" in parse_spec(spec).params else spec
 
 
 def setting_rows(setting: Setting, train: str | None = None) -> list[Row]:
     """The rows of a setting: the student alone on the sensor's ground truth, TIE-KD as the paper runs
     it (teacher only) and with the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth
     (both with ground truth). The teacher of every distilled row is the setting's; ``train`` replaces
-    the recipe's training set (a smaller one for a smoke run)."""
+    the recipe's training set (the rendered folder, or a smaller set for a smoke run). Where only part
+    of the images have labels (``label-scarce``), the student alone trains on the labelled ones and every
+    other row on all images, with the labels where they exist."""
     from depthkd.config import load_recipe
 
-    teacher = load_recipe(setting.recipe).teacher.spec
+    config = load_recipe(setting.recipe)
+    teacher = config.teacher.spec
     recipe = setting.recipe
-    data = (f"data.train={train}",) if train else ()
+    train = train or config.data.train
+    data = (f"data.train={train}",)
 
     def row(key: str, label: str, overrides: tuple[str, ...], headline: bool, group: str, base: str = recipe,
             uses_teacher: bool = True) -> Row:
@@ -174,8 +191,8 @@ def setting_rows(setting: Setting, train: str | None = None) -> list[Row]:
                    headline, group)
 
     alone = ("method.name=supervised", "method.options={}", *TEACHER_ONLY, *REGRESSION, "teacher.spec=null",
-             "cache.enabled=false")
-    response = ("method.name=response", *TEACHER_ONLY, *REGRESSION)
+             "cache.enabled=false", f"data.train={labelled_only(train)}")
+    response = ("method.name=response", *(WITH_GT if setting.response_with_gt else TEACHER_ONLY), *REGRESSION)
     return [
         row("alone", "student alone (SILog on the sensor's ground truth)", alone, True, "headline",
             uses_teacher=False),
@@ -273,8 +290,8 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
 
         recipe = load_recipe(setting.recipe)
         data_line = (f"Setting `{setting.name}` (recipe `{setting.recipe}`): {budget.steps} steps of batch "
-                     f"{budget.batch_size} per row on `{budget.train}`, validation curves on "
-                     f"`{recipe.data.val}`; each student scored after training on the test set `{budget.test}` "
+                     f"{budget.batch_size} per row on `{recipe.data.train}` (rendered once to `{budget.train}`), "
+                     f"validation curves on `{recipe.data.val}`; each student scored after training on the test set `{budget.test}` "
                      f"(exact depth), protocol `{recipe.eval.protocol}`, no alignment; params/GMACs at "
                      f"{setting.size[0]}x{setting.size[1]}.")
     lines = [
@@ -353,15 +370,19 @@ def main() -> None:
     else:
         from depthkd.config import load_recipe
 
+        from depthkd.sim.writer import render_spec_once
+
         recipe = load_recipe(setting.recipe)
         train = recipe.data.train
         if args.train_images:
             train = "&".join(f"num={args.train_images}" if part.startswith("num=") else part
                              for part in train.replace("?", "&", 1).split("&")).replace("&", "?", 1)
-        available = setting_rows(setting, train if args.train_images else None)
+        # Rendered once, read by every row (the teacher cache is filled once for them all).
+        train, val = (render_spec_once(spec, args.work / "data") for spec in (train, recipe.data.val))
+        available = setting_rows(setting, train)
         test = setting.test if args.test_images is None else setting.test.replace("num=256", f"num={args.test_images}")
-        budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=4,
-                        val=recipe.data.val)
+        budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=4, val=val,
+                        resume=args.resume)
         protocol, size, suffix = recipe.eval.protocol, setting.size, f"-{setting.name}"
     by_key = {row.key: row for row in available}
     unknown = [key for key in args.rows or [] if key not in by_key]

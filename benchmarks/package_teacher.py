@@ -101,7 +101,7 @@ def package(run_dir: Path, name: str, recipe: str, hardware: str, notes: str, ba
 
 
 def write_model_card(out_dir: Path) -> Path:
-    cards = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    cards = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json")) if p.stem in BUILTIN_TEACHERS]
     lines = [
         "# Built-in simulator teachers",
         "",

@@ -70,7 +70,8 @@ class Budget:
 
     ``val`` is the validation set the curves are drawn on; ``None`` validates on ``test`` (the demo's
     habit). With a separate ``val``, each exported student is scored on ``test`` after training, so the
-    test set never steers a run.
+    test set never steers a run. ``resume`` continues an interrupted row from its last checkpoint (saved
+    every tenth of the budget) instead of starting it again.
     """
 
     train: str
@@ -80,6 +81,7 @@ class Budget:
     val_points: int = 4
     num_workers: int = 1
     val: str | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -124,11 +126,11 @@ def contender_recipe(
         "trainer.max_epochs=null",
         f"trainer.max_steps={steps}",
         f"trainer.val_every_n_steps={max(1, steps // max(1, budget.val_points))}",
-        f"trainer.checkpoint_every_n_steps={max(1, steps // 2)}",
+        f"trainer.checkpoint_every_n_steps={max(1, steps // (10 if budget.resume else 2))}",
         f"run.root={runs_root}",
         f"run.dir={runs_root / f'{slug(contender.label)}-s{seed}'}",
         f"run.seed={seed}",
-        "run.resume=never",
+        f"run.resume={'auto' if budget.resume else 'never'}",
     ]
     if not contender.own_data:
         overrides.append(f"data.train={budget.train}")

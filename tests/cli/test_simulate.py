@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from depthkd.cli import main
+from depthkd.errors import ConfigError
 
 
 def test_preview_only_into_a_folder_or_a_png(tmp_path, capsys):
@@ -27,3 +31,24 @@ def test_simulate_with_a_sensor_and_twice_into_one_folder(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
     assert main(["simulate", "--domain", "indoor", "--gt", "lidar", "--num", "1", "--out", str(tmp_path / "x")]) == 2
     assert "gt='lidar' does not fit the indoor domain" in capsys.readouterr().err
+
+
+def test_render_spec_once_writes_a_folder_once_with_the_same_scenes(tmp_path):
+    from depthkd.data import dataset_from_spec
+    from depthkd.sim.writer import render_spec_once
+
+    spec = "sim:outdoor?num=3&size=32x96&seed=5&gt=lidar&labels=2"
+    folder_spec = render_spec_once(spec, tmp_path)
+    assert folder_spec.startswith("folder:") and folder_spec.endswith("?labels=2")
+    folder = Path(folder_spec[len("folder:"):].split("?")[0])
+    stamp = (folder / "list.txt").stat().st_mtime_ns
+    assert render_spec_once(spec, tmp_path) == folder_spec  # reused, not rendered again
+    assert (folder / "list.txt").stat().st_mtime_ns == stamp
+    rendered = dataset_from_spec(folder_spec.split("?")[0])
+    live = dataset_from_spec(spec.replace("&labels=2", ""))
+    for i in range(3):
+        assert (rendered[i]["image"] - live[i]["image"]).abs().max() <= 1 / 255 + 1e-6  # 8-bit PNG
+        assert (rendered[i]["depth"] - live[i]["depth"]).abs().max() <= 1 / 256 + 1e-6  # KITTI's 1/256 m
+    assert render_spec_once("folder:somewhere", tmp_path) == "folder:somewhere"
+    with pytest.raises(ConfigError, match="joins several domains"):
+        render_spec_once("sim:ood_shapes+ood_clutter?num=2", tmp_path)

@@ -32,6 +32,12 @@ def test_paired_folder_depth_scale(tmp_path):
     np.testing.assert_allclose(item["depth"][0].numpy(), expected_depth(1, H, W), atol=1 / 512)
     wrong = PairedFolder(tmp_path)[0]  # millimetre scale on a /256 file: 3.9x too small
     assert float(wrong["depth"].max()) == pytest.approx(float(item["depth"].max()) * 0.256, rel=1e-3)
+    # A folder that records its scale (as depthkd simulate writes meta.json) is read at that scale.
+    (tmp_path / "meta.json").write_text('{"domain": "outdoor", "depth_scale": 256.0}')
+    assert np.array_equal(PairedFolder(tmp_path)[0]["depth"].numpy(), item["depth"].numpy())
+    (tmp_path / "meta.json").write_text('{"depth_scale": "fast"}')
+    with pytest.raises(DataError, match=r"meta.json: cannot read its depth_scale"):
+        PairedFolder(tmp_path)
 
 
 def test_paired_folder_missing_depth_listed_or_skipped(tmp_path):

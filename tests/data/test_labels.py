@@ -128,6 +128,8 @@ def test_transform_sees_the_zeroed_depth():
         ("labels=101", r"labels=101 is more than the dataset's 100 items"),
         ("labels_seed=3", r"labels_seed=3 needs labels="),
         ("labels=5&labels_seed=x", r"labels_seed='x' is not an integer"),
+        ("unlabelled=drop", r"unlabelled=drop needs labels="),
+        ("labels=5&unlabelled=hide", r"unlabelled='hide' is not one of keep, drop"),
     ],
 )
 def test_bad_labels_are_config_errors_naming_the_key(query, pattern):
@@ -229,3 +231,18 @@ def test_unlabelled_sensor_items_carry_no_exact_depth_either():
             assert bool((item["dense_depth"] > 0).any())
         else:
             assert not bool(item["depth"].any()) and not bool(item["dense_depth"].any())
+
+
+def test_unlabelled_drop_keeps_only_the_labelled_items_and_its_own_cache_key():
+    from depthkd.data.spec import image_source
+
+    subset = dataset_from_spec(f"{SIM}&labels=7&labels_seed=3")
+    only = dataset_from_spec(f"{SIM}&labels=7&labels_seed=3&unlabelled=drop")
+    assert len(only) == 7
+    for i, index in enumerate(subset.labelled_indices):
+        assert torch.equal(only[i]["depth"], subset[index]["depth"]) and only[i]["labelled"] is True
+    assert [item["name"] for item in only.__getitems__([0, 6])] == [subset[subset.labelled_indices[j]]["name"]
+                                                                    for j in (0, 6)]
+    # Fewer images: a teacher cache must not serve it under the full set's key.
+    assert image_source(f"{SIM}&labels=7&unlabelled=drop") != image_source(SIM)
+    assert image_source(f"{SIM}&labels=7&unlabelled=keep") == image_source(SIM)

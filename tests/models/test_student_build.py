@@ -173,3 +173,38 @@ def test_init_weights_start_a_student_from_a_checkpoint(tmp_path):
         build_student("mobilenetv2_100", init_weights=str(path))
     with pytest.raises(ModelError, match="no such file"):
         build_student("resnet10t", init_weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_init_encoder_starts_only_the_encoder_from_pretrained_weights(tmp_path):
+    """A student checkpoint or an encoder file gives the encoder; decoder and head stay at their seed."""
+    from depthkd.models import save_student
+    from depthkd.models.pretrained import read_encoder_state, save_encoder
+
+    torch.manual_seed(1)
+    source = build_student("resnet10t", head="regression", max_depth=20.0)
+    checkpoint = save_student(source, tmp_path / "source.safetensors")
+    encoder_file = save_encoder(source.encoder, "resnet10t", tmp_path / "encoder.safetensors", {"note": "test"})
+    torch.manual_seed(2)
+    fresh = build_student("resnet10t", head="dpm", max_depth=80.0, num_bins=65)
+    for spec in (str(checkpoint), str(encoder_file)):
+        torch.manual_seed(2)
+        started = build_student("resnet10t", head="dpm", max_depth=80.0, num_bins=65, init_encoder=spec)
+        for key, value in source.encoder.state_dict().items():
+            assert torch.equal(started.encoder.state_dict()[key], value), key
+        for key, value in fresh.decoder.state_dict().items():  # the rest as without init_encoder
+            assert torch.equal(started.decoder.state_dict()[key], value), key
+        assert not torch.equal(started.encoder.state_dict()["backbone.conv1.0.weight"],
+                               fresh.encoder.state_dict()["backbone.conv1.0.weight"])
+    path, state = read_encoder_state(str(encoder_file), "resnet10t")
+    assert path == encoder_file and set(state) == set(source.encoder.state_dict())
+    # LG-Conv wraps the convs after the weights are in: the wrapped convs keep them.
+    lg = build_student("resnet10t", lgconv=True, init_encoder=str(encoder_file))
+    assert lg.num_lgconv > 0
+    with pytest.raises(ModelError, match="holds a 'resnet10t' encoder; this student's backbone is 'mobilenetv2_100'"):
+        build_student("mobilenetv2_100", init_encoder=str(encoder_file))
+    with pytest.raises(ModelError, match="no such file"):
+        build_student("resnet10t", init_encoder=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ModelError, match="exists for backbone"):
+        build_student("resnet18", init_encoder="sim-pool")
+    with pytest.raises(ConfigError, match="init_encoder"):
+        StudentConfig(arch="depth-anything", init_encoder=str(encoder_file))

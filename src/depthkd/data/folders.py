@@ -8,6 +8,8 @@ Item names are the image path relative to its folder without the extension, so `
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,17 +40,39 @@ def _depth_file(depth_dir: Path, name: str, extensions: Sequence[str]) -> Path:
     return next((path for path in candidates if path.is_file()), candidates[0])
 
 
+DEFAULT_DEPTH_SCALE = 1000.0
+"""16-bit depth PNG value per metre when a folder says nothing (millimetres, NYU's convention)."""
+
+
+def folder_depth_scale(root: Path) -> float:
+    """The ``depth_scale`` recorded in ``root/meta.json`` (written by ``depthkd simulate``), else the default."""
+    meta = root / "meta.json"
+    if not meta.is_file():
+        return DEFAULT_DEPTH_SCALE
+    try:
+        value = json.loads(meta.read_text()).get("depth_scale", DEFAULT_DEPTH_SCALE)
+        scale = float(value)
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as err:
+        raise DataError(f"{meta}: cannot read its depth_scale ({err}); expected a JSON object with a number "
+                        "'depth_scale', or pass depth_scale= in the data spec") from err
+    if not scale > 0:
+        raise DataError(f"{meta}: depth_scale={value!r}; expected a positive number")
+    return scale
+
+
 class PairedFolder(FilePairDataset):
     """``root/rgb/<name>.png|jpg`` with ``root/depth/<name>.png`` (16-bit, / ``depth_scale``) or ``.npy``.
 
     Images without a depth file raise one :class:`DataError` listing them (``allow_missing=True``
-    skips and counts them instead).
+    skips and counts them instead). ``depth_scale`` defaults to the ``depth_scale`` of the folder's
+    ``meta.json`` when there is one (``depthkd simulate`` writes street scenes in KITTI's 1/256 m), else to
+    1000 (millimetres, NYU's convention).
     """
 
     def __init__(
         self,
         root: PathLike,
-        depth_scale: float = 1000.0,
+        depth_scale: float | None = None,
         transform: Transform | None = None,
         allow_missing: bool = False,
     ) -> None:
@@ -63,6 +87,8 @@ class PairedFolder(FilePairDataset):
             FilePair(rgb=path, depth=_depth_file(depth_dir, name, DEPTH_EXTENSIONS), name=name)
             for name, path in _named_images(rgb_dir)
         ]
+        if depth_scale is None:
+            depth_scale = folder_depth_scale(self.root)
         super().__init__(
             pairs,
             source=f"paired folder {self.root}",

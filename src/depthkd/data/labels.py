@@ -190,11 +190,39 @@ class LabelSubset(Dataset):
         items = getitems(list(indices)) if callable(getitems) else [self.dataset[i] for i in indices]
         return [self._finish(int(i), item) for i, item in zip(indices, items)]
 
+    def labelled_only(self) -> LabelledOnly:
+        """The labelled items alone, as their own dataset (``unlabelled=drop``)."""
+        return LabelledOnly(self)
+
     def __repr__(self) -> str:
         return (
             f"LabelSubset({self.dataset!r}, labels={self.labels}, labels_seed={self.seed}: "
             f"{self.num_labelled} labelled, {self.num_unlabelled} unlabelled)"
         )
+
+
+class LabelledOnly(Dataset):
+    """The labelled items of a :class:`LabelSubset`, in order: what a student trained on the labels alone
+    sees (item ``i`` is the subset's item ``labelled_indices[i]``)."""
+
+    def __init__(self, subset: LabelSubset) -> None:
+        self.subset = subset
+        self.indices = list(subset.labelled_indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Item:
+        return self.subset[self.indices[int(index)]]
+
+    def prefetch(self, indices: Sequence[int]) -> None:
+        self.subset.prefetch([self.indices[int(i)] for i in indices])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Item]:
+        return self.subset.__getitems__([self.indices[int(i)] for i in indices])
+
+    def __repr__(self) -> str:
+        return f"LabelledOnly({self.subset!r}: {len(self)} items)"
 
 
 class WithUnlabelled(Dataset):

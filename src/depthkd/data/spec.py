@@ -19,7 +19,9 @@ Paths may be relative (to the working directory). Defaults where the spec leaves
 Every scheme with depth also takes ``labels=N`` (a count) or ``labels=0.05`` (a fraction in (0, 1]) and
 ``labels_seed=S`` (0 unless given, our default): a fixed, seeded subset of N items keeps its depth and
 every other item comes with an all-zero depth and ``labelled=False`` (:mod:`depthkd.data.labels`), e.g.
-``sim:indoor?num=1000&size=128x160&labels=50`` or ``nyu-list:list.txt?root=nyu&labels=0.05``.
+``sim:indoor?num=1000&size=128x160&labels=50`` or ``nyu-list:list.txt?root=nyu&labels=0.05``. With
+``unlabelled=drop`` the set holds the labelled items only (the data of a student trained alone on the
+labels a label-scarce user has); ``keep``, the default, keeps every image.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def _parse_bool(key: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"data spec parameter {key}={value!r} is not a boolean (use 1/0, true/false)")
+
+
+def _parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"data spec parameter {key}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _parse_float(key: str, value: str) -> float:
@@ -123,6 +131,7 @@ SCHEMES = tuple(_PARAMS)
 _LABEL_PARAMS: dict[str, Callable[[str, str], Any]] = {
     "labels": lambda k, v: parse_labels(v),
     "labels_seed": _parse_int,
+    "unlabelled": lambda k, v: _parse_choice(k, v, ("keep", "drop")),
 }
 
 
@@ -161,7 +170,8 @@ def parse_spec(spec: str) -> DataSpec:
     return DataSpec(scheme, path, params)
 
 
-#: Spec parameters that change only the labels of the items, never their images.
+#: Spec parameters that change only the labels of the items, never their images (unless
+#: ``unlabelled=drop``, which keeps only the labelled images: then only ``gt`` is label-only).
 LABEL_PARAMS = ("gt", "labels", "labels_seed")
 
 
@@ -169,7 +179,8 @@ def image_source(spec: str) -> str:
     """``spec`` without the parameters that change only the labels (:data:`LABEL_PARAMS`), in a canonical
     order: two specs with the same result name the same images (e.g. a teacher cache can serve both)."""
     parsed = parse_spec(spec)
-    kept = sorted((k, v) for k, v in parsed.params.items() if k not in LABEL_PARAMS)
+    label_only = ("gt",) if parsed.params.get("unlabelled") == "drop" else (*LABEL_PARAMS, "unlabelled")
+    kept = sorted((k, v) for k, v in parsed.params.items() if k not in label_only)
     query = "&".join(f"{k}={v}" for k, v in kept)
     return f"{parsed.scheme}:{parsed.path}" + (f"?{query}" if query else "")
 
@@ -188,12 +199,14 @@ def dataset_from_spec(
         options["allow_missing"] = allow_missing
     labels = options.pop("labels", None)
     labels_seed = options.pop("labels_seed", None)
+    unlabelled = options.pop("unlabelled", "keep")
     if labels is None:
-        if labels_seed is not None:
-            raise ConfigError(
-                f"data spec {spec!r}: labels_seed={labels_seed} needs labels= (the count or fraction of "
-                "items that keep their depth)"
-            )
+        for key in ("labels_seed", "unlabelled"):
+            if key in parsed.params:
+                raise ConfigError(
+                    f"data spec {spec!r}: {key}={parsed.params[key]} needs labels= (the count or fraction of "
+                    "items that keep their depth)"
+                )
         return _BUILDERS[parsed.scheme](parsed.path, options, transform)
     if parsed.scheme == "images" or (parsed.scheme == "instances" and "depth" not in options):
         raise ConfigError(
@@ -203,7 +216,8 @@ def dataset_from_spec(
     # The wrapper applies the transform, after zeroing (see depthkd.data.labels for why).
     dataset = _BUILDERS[parsed.scheme](parsed.path, options, None)
     seed = DEFAULT_LABELS_SEED if labels_seed is None else labels_seed
-    return LabelSubset(dataset, labels, seed, transform=transform)
+    subset = LabelSubset(dataset, labels, seed, transform=transform)
+    return subset.labelled_only() if unlabelled == "drop" else subset
 
 
 def _build_nyu_mat(path: str, options: dict[str, Any], transform: Transform | None) -> Dataset:

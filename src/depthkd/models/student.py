@@ -53,6 +53,11 @@ class StudentConfig:
         init_weights: start from the weights of a student checkpoint written by depthkd (a path) or of
             a built-in teacher (its name), e.g. to fine-tune ``sim-vit`` on another domain; every
             weight must fit this architecture (``max_depth`` may differ). Used at build time only.
+        init_encoder: start the encoder alone from pretrained weights, the decoder and head from
+            random ones, as with an ImageNet encoder: a built-in pretrained encoder (``sim-pool``, see
+            :mod:`depthkd.models.pretrained`), a file written by ``benchmarks/package_encoder.py``, or a
+            student checkpoint (its ``encoder.`` weights). Loaded before LG-Conv wraps the convs, so
+            they keep the weights. Used at build time only.
     """
 
     backbone: str = "mobilenetv2_100"
@@ -72,6 +77,7 @@ class StudentConfig:
     arch: str = "unet"
     arch_options: dict[str, Any] | None = None
     init_weights: str | None = None
+    init_encoder: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -114,6 +120,7 @@ class StudentConfig:
             "head": (self.head, "regression"),
             "lgconv": (self.lgconv, False),
             "pretrained_path": (self.pretrained_path, None),
+            "init_encoder": (self.init_encoder, None),
         }
         for key, (value, expected) in problems.items():
             if value != expected:
@@ -170,6 +177,10 @@ class DepthStudent(nn.Module):
     def _build_unet(self, config: StudentConfig) -> None:
         """Encoder (timm), LG-Conv if asked, U-Net decoder and head."""
         self.encoder = Encoder(config.backbone, config.out_indices, config.pretrained_path)
+        if config.init_encoder is not None:
+            from depthkd.models.pretrained import load_pretrained_encoder
+
+            load_pretrained_encoder(self.encoder, config.backbone, config.init_encoder)
         if config.lgconv:
             # After loading ImageNet weights, so the wrapped convs keep them.
             self.num_lgconv = insert_lgconv(
@@ -228,6 +239,7 @@ def build_student(
     arch: str = "unet",
     arch_options: dict[str, Any] | None = None,
     init_weights: str | None = None,
+    init_encoder: str | None = None,
 ) -> DepthStudent:
     """Build a :class:`DepthStudent`; the options are documented on :class:`StudentConfig`."""
     config = StudentConfig(
@@ -248,5 +260,6 @@ def build_student(
         arch=arch,
         arch_options=arch_options,
         init_weights=init_weights,
+        init_encoder=init_encoder,
     )
     return DepthStudent(config)

@@ -243,3 +243,35 @@ def write_preview(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_path)
     return out_path
+
+
+def render_spec_once(spec: str, root: str | Path, batch_size: int = 8) -> str:
+    """The ``folder:`` spec of a ``sim:`` spec's scenes, rendered once into a folder under ``root``.
+
+    Training reads a rendered folder on every epoch instead of rendering each scene again (a LiDAR
+    scene at 128x416 costs about as much as a student's training step here). A folder holding a finished
+    render of the same scenes and ground truth is reused; an unfinished one is rendered again. The label
+    parameters (``labels=``, ``labels_seed=``) carry over to the returned spec.
+    """
+    from depthkd.data.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.scheme != "sim":
+        return spec
+    if "+" in parsed.path:
+        raise ConfigError(f"render_spec_once: {spec!r} joins several domains; render each one on its own")
+    params = dict(parsed.params)
+    if "num" not in params:
+        raise ConfigError(f"render_spec_once: {spec!r} has no num= (an endless stream cannot be rendered once)")
+    num, seed, gt = int(params.pop("num")), int(params.pop("seed", 0)), params.pop("gt", "dense")
+    size = check_size(tuple(int(v) for v in params.pop("size", "128x160").split("x")))
+    params.pop("batch_render", None)
+    wanted = {"domain": parsed.path, "num": num, "size": list(size), "seed": seed, "gt": gt}
+    folder = Path(root) / f"{parsed.path}-{num}-{size[0]}x{size[1]}-seed{seed}-{gt}"
+    marker = folder / "rendered.json"
+    if not (marker.is_file() and json.loads(marker.read_text()) == wanted):
+        marker.unlink(missing_ok=True)
+        write_dataset(folder, parsed.path, num, size, seed=seed, gt=gt, batch_size=batch_size, overwrite=True)
+        marker.write_text(json.dumps(wanted))
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"folder:{folder}" + (f"?{query}" if query else "")
