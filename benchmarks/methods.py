@@ -38,14 +38,18 @@ import torch
 
 from depthkd.comparison import (
     DEFAULT_TRAIN_SIZE,
+    SETTINGS,
     Budget,
     Contender,
     RowResult,
+    Setting,
     gap_closed_share,
     score_teacher,
+    setting_contenders,
     train_contender,
 )
-from depthkd.demo import machine_description, render_training_set
+from depthkd.demo import machine_description
+from depthkd.sim.writer import render_spec_once
 from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -122,93 +126,25 @@ ROWS = [
 ]
 ROW_KEYS = [row.key for row in ROWS]
 
-@dataclass(frozen=True)
-class Setting:
-    """A realistic setting: its recipe (data with sensor ground truth, teacher, student range, protocol)
-    and its test set (exact depth)."""
-
-    name: str
-    recipe: str
-    test: str
-    size: tuple[int, int]  # where params and GMACs are counted
-    response_with_gt: bool = False  # response KD adds the labels (where only some images have them)
-
-
-SETTINGS = {
-    "kitti-like": Setting("kitti-like", "kitti-like", "sim:outdoor?num=256&size=128x416&seed=200000", (128, 416)),
-    "nyu-like": Setting("nyu-like", "nyu-like", "sim:indoor?num=256&size=128x160&seed=200000", (128, 160)),
-    "label-scarce": Setting("label-scarce", "label-scarce", "sim:indoor?num=256&size=128x160&seed=200000",
-                            (128, 160), response_with_gt=True),
+# Each setting row: (headline, group) in the tables; the contenders come from depthkd.comparison.
+SETTING_ROWS = {
+    "alone": (True, "headline"),
+    "tie-kd": (True, "headline"),
+    "tie-kd-gt": (True, "headline"),
+    "disdepth": (True, "headline"),
+    "response-ssim": (True, "headline"),
+    "response-si": (False, "tie-kd"),
+    "response-mse": (False, "tie-kd"),
+    "tiekd-dpm": (False, "tie-kd"),
+    "tiekd-depth": (False, "tie-kd"),
+    "feature": (False, "other"),
 }
 
 
-REGRESSION = ("student.head=regression", "student.num_bins=null")
-TEACHER_ONLY = ("method.add=[]",)
-WITH_GT = ("method.add=[{name: supervised}]",)
-
-
-def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
-    """What a setting recipe says about the world, as overrides for any other recipe (DisDepth's): its
-    data (``train`` replaces its training set), teacher, depth range and protocol."""
-    from depthkd.config import load_recipe
-
-    config = load_recipe(recipe)
-    crop = "null" if config.data.crop is None else f"[{config.data.crop[0]}, {config.data.crop[1]}]"
-    return (
-        f"data.train={train or config.data.train}", f"data.val={config.data.val}", f"data.crop={crop}",
-        f"data.augmentation.rotation={config.data.augmentation.rotation}", f"teacher.spec={config.teacher.spec}",
-        f"student.max_depth={config.student.max_depth}", f"student.init_encoder={config.student.init_encoder}",
-        f"eval.protocol={config.eval.protocol}",
-    )
-
-
-def labelled_only(spec: str) -> str:
-    """``spec`` reduced to its labelled items (``unlabelled=drop``), or ``spec`` when every item has labels."""
-    from depthkd.data.spec import parse_spec
-
-    return f"{spec}&unlabelled=drop" if "labels" in parse_spec(spec).params else spec
-
-
 def setting_rows(setting: Setting, train: str | None = None) -> list[Row]:
-    """The rows of a setting: the student alone on the sensor's ground truth, TIE-KD as the paper runs
-    it (teacher only) and with the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth
-    (both with ground truth). The teacher of every distilled row is the setting's; ``train`` replaces
-    the recipe's training set (the rendered folder, or a smaller set for a smoke run). Where only part
-    of the images have labels (``label-scarce``), the student alone trains on the labelled ones and every
-    other row on all images, with the labels where they exist."""
-    from depthkd.config import load_recipe
-
-    config = load_recipe(setting.recipe)
-    teacher = config.teacher.spec
-    recipe = setting.recipe
-    train = train or config.data.train
-    data = (f"data.train={train}",)
-
-    def row(key: str, label: str, overrides: tuple[str, ...], headline: bool, group: str, base: str = recipe,
-            uses_teacher: bool = True) -> Row:
-        overrides = overrides if base != recipe else (*data, *overrides)
-        return Row(key, Contender(label, base, overrides, own_data=True), teacher if uses_teacher else None,
-                   headline, group)
-
-    alone = ("method.name=supervised", "method.options={}", *TEACHER_ONLY, *REGRESSION, "teacher.spec=null",
-             "cache.enabled=false", f"data.train={labelled_only(train)}")
-    response = ("method.name=response", *(WITH_GT if setting.response_with_gt else TEACHER_ONLY), *REGRESSION)
-    return [
-        row("alone", "student alone (SILog on the sensor's ground truth)", alone, True, "headline",
-            uses_teacher=False),
-        row("tie-kd", "TIE-KD (DPM KL + SSIM, teacher only)", TEACHER_ONLY, True, "headline"),
-        row("tie-kd-gt", "TIE-KD + SILog on the sensor's ground truth", WITH_GT, True, "headline"),
-        row("disdepth", "DisDepth (LG-Conv, ghost decoder, attentive KD) + GT", world_overrides(recipe, train), True,
-            "headline", base="disdepth-sim"),
-        row("response-ssim", "response KD, SSIM", (*response, "method.options={loss: ssim}"), True, "headline"),
-        row("response-si", "response KD, SI", (*response, "method.options={loss: si}"), False, "tie-kd"),
-        row("response-mse", "response KD, MSE", (*response, "method.options={loss: mse}"), False, "tie-kd"),
-        row("tiekd-dpm", "TIE-KD, DPM term alone", (*TEACHER_ONLY, "method.options.terms=dpm"), False, "tie-kd"),
-        row("tiekd-depth", "TIE-KD, SSIM term alone", (*TEACHER_ONLY, "method.options.terms=depth"), False,
-            "tie-kd"),
-        row("feature", "feature KD (last map, MSE) + GT", (*world_overrides(recipe, train), "method.add=[]"), False,
-            "other", base="feature-sim"),
-    ]
+    """The rows of a setting (:func:`depthkd.comparison.setting_contenders`), headline rows first."""
+    contenders = setting_contenders(setting, train)
+    return [Row(key, contender, teacher, *SETTING_ROWS[key]) for key, (contender, teacher) in contenders.items()]
 
 
 SCALES = {
@@ -363,14 +299,12 @@ def main() -> None:
     setting = SETTINGS.get(args.setting)
     if setting is None:
         available = ROWS
-        train = render_training_set(args.work / "data" / f"train-{scale['train_images']}", scale["train_images"], 0)
+        train = render_spec_once(f"sim:indoor?num={scale['train_images']}&size=128x160&seed=0", args.work / "data")
         test = CARD_TEST_SET.replace("num=64", f"num={args.test_images or scale['test_images']}")
         budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
         protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, ""
     else:
         from depthkd.config import load_recipe
-
-        from depthkd.sim.writer import render_spec_once
 
         recipe = load_recipe(setting.recipe)
         train = recipe.data.train

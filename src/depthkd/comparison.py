@@ -139,6 +139,108 @@ def contender_recipe(
     return load_recipe(contender.recipe, [*overrides, *extra_overrides, *contender.overrides])
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A realistic setting: its recipe (data with sensor ground truth, teacher, student range, protocol)
+    and its test set (exact depth, seeds apart from every training set).
+
+    Attributes:
+        sensor: the ground truth the training labels come from (a :data:`depthkd.sim.GROUND_TRUTHS` name).
+        size: where params and GMACs are counted.
+        response_with_gt: response KD adds the labels (where only some images have them).
+        why: one line on why a teacher should pay in this setting (the demo's report says it).
+    """
+
+    name: str
+    recipe: str
+    test: str
+    sensor: str
+    size: tuple[int, int]
+    why: str
+    response_with_gt: bool = False
+
+
+SETTINGS = {
+    "kitti-like": Setting(
+        "kitti-like", "kitti-like", "sim:outdoor?num=256&size=128x416&seed=200000", "lidar", (128, 416),
+        "the LiDAR measures about 4% of the pixels and nothing above its top beam; the teacher predicts every one"),
+    "nyu-like": Setting(
+        "nyu-like", "nyu-like", "sim:indoor?num=256&size=128x160&seed=200000", "kinect", (128, 160),
+        "the Kinect-like sensor measures about 85% of the pixels, with holes at edges, far walls and dark "
+        "surfaces; the teacher fills them"),
+    "label-scarce": Setting(
+        "label-scarce", "label-scarce", "sim:indoor?num=256&size=128x160&seed=200000", "kinect", (128, 160),
+        "only 5% of the images have depth at all; the teacher labels every image", response_with_gt=True),
+}
+
+
+REGRESSION = ("student.head=regression", "student.num_bins=null")
+TEACHER_ONLY = ("method.add=[]",)
+WITH_GT = ("method.add=[{name: supervised}]",)
+
+
+def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
+    """What a setting recipe says about the world, as overrides for any other recipe (DisDepth's): its
+    data (``train`` replaces its training set), teacher, depth range and protocol."""
+    from depthkd.config import load_recipe
+
+    config = load_recipe(recipe)
+    crop = "null" if config.data.crop is None else f"[{config.data.crop[0]}, {config.data.crop[1]}]"
+    return (
+        f"data.train={train or config.data.train}", f"data.val={config.data.val}", f"data.crop={crop}",
+        f"data.augmentation.rotation={config.data.augmentation.rotation}", f"teacher.spec={config.teacher.spec}",
+        f"student.max_depth={config.student.max_depth}", f"student.init_encoder={config.student.init_encoder}",
+        f"eval.protocol={config.eval.protocol}",
+    )
+
+
+def labelled_only(spec: str) -> str:
+    """``spec`` reduced to its labelled items (``unlabelled=drop``), or ``spec`` when every item has labels."""
+    from depthkd.data.spec import parse_spec
+
+    return f"{spec}&unlabelled=drop" if "labels" in parse_spec(spec).params else spec
+
+
+def setting_contenders(setting: Setting, train: str | None = None) -> dict[str, tuple[Contender, str | None]]:
+    """The contenders of a setting (row key -> contender and its teacher, ``None`` for the student alone).
+
+    The student alone on the sensor's ground truth, TIE-KD as the paper runs it (teacher only) and with
+    the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth (both with ground truth). The teacher of every distilled row is the setting's; ``train`` replaces
+    the recipe's training set (the rendered folder, or a smaller set for a smoke run). Where only part
+    of the images have labels (``label-scarce``), the student alone trains on the labelled ones and every
+    other row on all images, with the labels where they exist."""
+    from depthkd.config import load_recipe
+
+    config = load_recipe(setting.recipe)
+    teacher = config.teacher.spec
+    recipe = setting.recipe
+    train = train or config.data.train
+    data = (f"data.train={train}",)
+
+    def row(key: str, label: str, overrides: tuple[str, ...], base: str = recipe,
+            uses_teacher: bool = True) -> tuple[str, tuple[Contender, str | None]]:
+        overrides = overrides if base != recipe else (*data, *overrides)
+        return key, (Contender(label, base, overrides, own_data=True), teacher if uses_teacher else None)
+
+    alone = ("method.name=supervised", "method.options={}", *TEACHER_ONLY, *REGRESSION, "teacher.spec=null",
+             "cache.enabled=false", f"data.train={labelled_only(train)}")
+    response = ("method.name=response", *(WITH_GT if setting.response_with_gt else TEACHER_ONLY), *REGRESSION)
+    return dict([
+        row("alone", "student alone (SILog on the sensor's ground truth)", alone, uses_teacher=False),
+        row("tie-kd", "TIE-KD (DPM KL + SSIM, teacher only)", TEACHER_ONLY),
+        row("tie-kd-gt", "TIE-KD + SILog on the sensor's ground truth", WITH_GT),
+        row("disdepth", "DisDepth (LG-Conv, ghost decoder, attentive KD) + GT", world_overrides(recipe, train),
+            base="disdepth-sim"),
+        row("response-ssim", "response KD, SSIM", (*response, "method.options={loss: ssim}")),
+        row("response-si", "response KD, SI", (*response, "method.options={loss: si}")),
+        row("response-mse", "response KD, MSE", (*response, "method.options={loss: mse}")),
+        row("tiekd-dpm", "TIE-KD, DPM term alone", (*TEACHER_ONLY, "method.options.terms=dpm")),
+        row("tiekd-depth", "TIE-KD, SSIM term alone", (*TEACHER_ONLY, "method.options.terms=depth")),
+        row("feature", "feature KD (last map, MSE) + GT", (*world_overrides(recipe, train), "method.add=[]"),
+            base="feature-sim"),
+    ])
+
+
 def model_cost(model: torch.nn.Module, size: Sequence[int]) -> tuple[float, float]:
     """``(params in millions, GMACs at size)``."""
     from depthkd.bench import count_macs, count_parameters

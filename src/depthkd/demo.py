@@ -1,18 +1,21 @@
-"""``depthkd demo``: depth distillation end to end on the built-in default, in one command.
+"""``depthkd demo``: depth distillation end to end, in the realistic case, in one command.
 
-Renders simulated ``indoor`` scenes, loads the built-in transformer teacher ``sim-vit``, trains a
-MobileNetV2 student alone (ground truth) and with a distillation method (TIE-KD by default, no ground
-truth) under the same step budget, scores the teacher and both students on a fixed test set under
-the ``sim_indoor`` protocol, exports the distilled student to ONNX and times it against the teacher,
-and writes a report folder:
+By default the ``kitti-like`` setting (:data:`depthkd.comparison.SETTINGS`): simulated street scenes whose
+training labels are a LiDAR's (about 4% of the pixels), the built-in street teacher ``sim-vit-outdoor``
+(dense, trained on other scenes), and a MobileNetV2 student trained twice under the same budget, alone on
+the LiDAR labels and with a distillation method (TIE-KD by default, teacher only, as its paper runs it).
+``--setting nyu-like`` or ``label-scarce`` picks the indoor settings. The teacher and both students are
+scored on a fixed test set of exact depth under the setting's protocol; the distilled student is
+exported to ONNX and timed against the teacher, and a report folder is written:
 
-- ``report.md``: metrics, parameters, MACs, latency, the share of the teacher/student gap closed;
-- ``samples.png``: RGB | ground truth | teacher | student alone | distilled student (one scale per row);
+- ``report.md``: the setting, metrics, parameters, MACs, latency, the share of the teacher/student gap closed;
+- ``samples.png``: RGB | the sensor's labels | exact depth | teacher | student alone | distilled student;
 - ``curves.png``: training loss and validation AbsRel of both students;
 - ``results.json``, ``student-kd.onnx`` (+ sidecar), and the runs (checkpoints, logs) under ``runs/``.
 
-Deterministic per seed on one machine. The full budget takes about 12 minutes on 2 CPU cores,
-``--quick`` about 2.
+Every student starts from the shipped pretrained encoder ``sim-pool`` (the ImageNet stand-in, see
+:mod:`depthkd.models.pretrained`), as the setting recipes say. Deterministic per seed on one machine.
+Budgets and timings: :data:`BUDGETS`.
 """
 
 from __future__ import annotations
@@ -29,98 +32,103 @@ import numpy as np
 import torch
 
 from depthkd.comparison import (
+    SETTINGS,
     Budget,
-    Contender,
     RowResult,
+    Setting,
     gap_closed_share,
     read_curves,
     score_teacher,
+    setting_contenders,
     train_contender,
 )
 from depthkd.errors import ConfigError
-from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
+from depthkd.metrics import protocol_label
 
 log = logging.getLogger(__name__)
 
-METHOD_RECIPES: dict[str, str] = {
-    "tie-kd": "tiekd-sim",
-    "response": "response-sim",
-    "feature": "feature-sim",
-    "disdepth": "disdepth-sim",
+DEMO_METHODS: dict[str, str] = {
+    "tie-kd": "tie-kd",
+    "tie-kd-gt": "tie-kd-gt",
+    "response": "response-ssim",
+    "feature": "feature",
+    "disdepth": "disdepth",
 }
-"""Distillation methods the demo can run (``--method``) and the packaged recipe of each."""
+"""Distillation methods the demo can run (``--method``) and the setting row of each
+(:func:`depthkd.comparison.setting_contenders`)."""
 
-IMAGE_SIZE = (128, 160)
+DEFAULT_SETTING = "kitti-like"
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """One demo run's budget (``--quick`` swaps in :data:`QUICK`).
-
-    ``steps`` (our default, 1000): TIE-KD's KL objective fits more slowly than SILog on ground truth,
-    so at short budgets the distilled student trails the student alone (600 steps, seed 0: 0.311 vs
-    0.269 AbsRel). At 1000 steps they are level within a seed's noise (final 0.251 vs 0.260; the
-    student alone read 0.246 at step 750); at 2000 (the method benchmark, 2000 scenes) TIE-KD leads,
-    0.195 vs 0.203. At 1000 the whole demo took 10.6-11.9 min on 2 cores (limit 15); longer budgets
-    were not timed.
-    ``--quick`` is too short for the method: it shows the pipeline.
-    """
+    """One demo run's budget (see :data:`BUDGETS`)."""
 
     steps: int = 1000
     train_images: int = 1000
     test_images: int = 64
+    val_images: int = 32
     samples: int = 4
 
 
-FULL = DemoSettings()
-QUICK = DemoSettings(steps=100, train_images=200, test_images=32, samples=3)
+BUDGETS: dict[str, dict[str, DemoSettings]] = {
+    "kitti-like": {"full": DemoSettings(steps=600, train_images=600, test_images=64),
+                   "quick": DemoSettings(steps=60, train_images=64, test_images=16, val_images=8, samples=3)},
+    "nyu-like": {"full": DemoSettings(steps=1000, train_images=1000, test_images=64),
+                 "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
+    "label-scarce": {"full": DemoSettings(steps=1000, train_images=1000, test_images=64),
+                     "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
+}
+"""Each setting's budget, ``full`` (``depthkd demo``) and ``quick`` (``--quick``)."""
 
 
-def test_spec(num: int) -> str:
-    """The demo's test set: the built-in teachers' card test set (or its first ``num`` scenes)."""
-    return CARD_TEST_SET.replace("num=64", f"num={num}")
+def with_count(spec: str, num: int) -> str:
+    """``spec`` (a ``sim:`` spec with ``num=``) holding its first ``num`` scenes."""
+    head, _, query = spec.partition("?")
+    parts = [f"num={num}" if part.startswith("num=") else part for part in query.split("&")]
+    return f"{head}?{'&'.join(parts)}"
 
 
-def render_training_set(folder: Path, num: int, seed: int) -> str:
-    """Render the demo's training scenes once (a ``folder:`` spec); reused when already complete."""
-    from depthkd.sim.writer import write_dataset
-
-    marker = folder / "demo.json"
-    wanted = {"domain": "indoor", "num": num, "size": list(IMAGE_SIZE), "seed": seed}
-    if not (marker.is_file() and json.loads(marker.read_text()) == wanted):
-        shutil.rmtree(folder, ignore_errors=True)
-        write_dataset(folder, "indoor", num, IMAGE_SIZE, seed=seed, batch_size=16)
-        marker.write_text(json.dumps(wanted))
-    return f"folder:{folder}"
+SENSOR_NAMES = {"lidar": "LiDAR", "lidar_annotated": "annotated LiDAR", "kinect": "Kinect",
+                "kinect_filled": "filled Kinect"}
 
 
-def predict_samples(paths: dict[str, str], test: str, count: int) -> list[dict[str, np.ndarray]]:
-    """RGB, ground truth and every model's prediction for the first ``count`` test images."""
+def predict_samples(paths: dict[str, str], test: str, count: int, sensor: str | None = None
+                    ) -> list[dict[str, np.ndarray]]:
+    """RGB, ground truth and every model's prediction for the first ``count`` test images; with a
+    ``sensor``, what that sensor measures of the same scenes beside their exact depth."""
     from depthkd.data import dataset_from_spec
     from depthkd.inference import load_predictor
 
-    dataset = dataset_from_spec(test)
+    dataset = dataset_from_spec(f"{test}&gt={sensor}" if sensor and sensor != "dense" else test)
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     images = torch.stack([item["image"] for item in items])
     columns = {name: load_predictor(spec)(images).float().cpu() for name, spec in paths.items()}
     rows = []
     for i, item in enumerate(items):
-        row = {"RGB": item["image"].permute(1, 2, 0).numpy(), "ground truth": item["depth"].squeeze().numpy()}
+        row = {"RGB": item["image"].permute(1, 2, 0).numpy()}
+        if "dense_depth" in item:
+            row[f"{SENSOR_NAMES.get(sensor, sensor)} (training labels)"] = item["depth"].squeeze().numpy()
+        row["ground truth"] = item.get("dense_depth", item["depth"]).squeeze().numpy()
         row.update({name: columns[name][i].squeeze().numpy() for name in paths})
         rows.append(row)
     return rows
 
 
 def plot_samples(rows: list[dict[str, np.ndarray]], path: Path) -> Path:
-    """One row per image: RGB, then depth maps on the row's ground-truth colour scale."""
+    """One row per image: RGB, then depth maps on the row's ground-truth colour scale (a sensor's
+    unmeasured pixels in black)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = list(rows[0])
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.4 * len(columns), 2.0 * len(rows) + 0.4),
+    width = rows[0]["RGB"].shape[1] / rows[0]["RGB"].shape[0]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.9 * width * len(columns), 1.9 * len(rows) + 0.5),
                              squeeze=False)
+    cmap = matplotlib.colormaps["turbo_r"].copy()
+    cmap.set_bad("black")
     for r, row in enumerate(rows):
         gt = row["ground truth"]
         valid = gt[gt > 0]
@@ -130,11 +138,12 @@ def plot_samples(rows: list[dict[str, np.ndarray]], path: Path) -> Path:
             if name == "RGB":
                 ax.imshow(np.clip(row[name], 0, 1))
             else:
-                shown = ax.imshow(row[name], cmap="turbo_r", vmin=vmin, vmax=vmax)
+                shown = ax.imshow(np.ma.masked_less_equal(row[name], 0), cmap=cmap, vmin=vmin, vmax=vmax,
+                                  interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(name, fontsize=8)
         fig.colorbar(shown, ax=axes[r].tolist(), fraction=0.02, pad=0.01, label="m")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -169,13 +178,13 @@ def plot_curves(runs: dict[str, Path], path: Path) -> Path:
     return path
 
 
-def time_models(student_onnx: Path, teacher: str, threads: int = 2) -> dict[str, float]:
-    """onnxruntime latency (p50 ms, batch 1) of the exported student and the teacher at the demo size."""
+def time_models(student_onnx: Path, teacher: str, size: tuple[int, int], threads: int = 2) -> dict[str, float]:
+    """onnxruntime latency (p50 ms, batch 1) of the exported student and the teacher at ``size``."""
     from depthkd.latency import benchmark
     from depthkd.models import load_teacher
 
     report = benchmark(
-        str(student_onnx), teacher=load_teacher(teacher).model, size=IMAGE_SIZE, backend="onnxruntime",
+        str(student_onnx), teacher=load_teacher(teacher).model, size=size, backend="onnxruntime",
         threads=threads, warmup=3, iters=20,
     )
     assert report.teacher is not None
@@ -198,19 +207,24 @@ def gap_verdict(closed: float | None) -> str:
 
 
 def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path:
-    """``report.md``: the table, the gap closed, the pictures and how the numbers were made."""
+    """``report.md``: the setting, the table, the gap closed, the pictures and how the numbers were made."""
     teacher, alone, distilled = rows
     latency = info.get("latency", {})
     latencies = {teacher.label: latency.get("teacher_ms"), distilled.label: latency.get("student_ms")}
     closed = gap_closed_share(alone.metrics["abs_rel"], distilled.metrics["abs_rel"], teacher.metrics["abs_rel"])
+    height, width = info["size"]
+    sensor = SENSOR_NAMES.get(info["sensor"], info["sensor"])
     lines = [
-        "# depthkd demo",
+        f"# depthkd demo: the `{info['setting']}` setting",
         "",
         f"Teacher `{info['teacher']}` distilled into a `{info['student']}` student with **{info['method']}**, "
-        f"against the same student trained alone on ground truth; {info['steps']} steps of batch "
-        f"{info['batch_size']} each on {info['train_images']} rendered `indoor` scenes.",
-        f"Test set: `{info['test']}` ({info['test_images']} scenes, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}), protocol "
-        f"`{CARD_PROTOCOL}` (no crop, 1e-3..10 m), no alignment.",
+        f"against the same student trained alone on the {sensor} labels. Why a teacher should pay here: "
+        f"{info['why']}.",
+        f"Each student: {info['steps']} steps of batch {info['batch_size']} on `{info['train']}` "
+        f"({info['train_images']} scenes; {info['labelled']}), starting from the pretrained encoder "
+        f"`{info['init_encoder']}` (the ImageNet stand-in).",
+        f"Test set: `{info['test']}` ({info['test_images']} scenes, {height}x{width}, exact depth), protocol "
+        f"`{protocol_label(info['protocol'])}`.",
         "",
         "| model | params (M) | GMACs | AbsRel | RMSE (m) | d1 | ONNX p50 ms | train s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -231,13 +245,14 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
         f"(alone {alone.metrics['abs_rel']:.4f}, distilled {distilled.metrics['abs_rel']:.4f}, teacher "
         f"{teacher.metrics['abs_rel']:.4f}). {gap_verdict(closed)}",
         f"- It has 1/{ratio:.1f} of the teacher's MACs and runs {_fmt(speed, 1)}x faster in onnxruntime "
-        f"({info.get('threads', 2)} threads, batch 1, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}).",
-        f"- MACs at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} (FLOPs / 2, torch's FlopCounterMode).",
+        f"({info.get('threads', 2)} threads, batch 1, {height}x{width}).",
+        f"- MACs at {height}x{width} (FLOPs / 2, torch's FlopCounterMode).",
         "",
         "## Samples",
         "",
-        "RGB | ground truth | teacher | student alone | distilled student; each row on its ground truth's "
-        "colour scale (near = red, far = blue).",
+        f"RGB | what the {sensor} measured of the scene (the student alone's only labels; black: no measurement) | "
+        "exact depth | teacher | student alone | distilled student; each row on its exact depth's colour scale "
+        "(near = red, far = blue).",
         "",
         "![samples](samples.png)",
         "",
@@ -251,8 +266,11 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
         f"- Machine: {info['machine']}; torch {torch.__version__}.",
         f"- Runs (checkpoints, logs, resolved recipes): `runs/`. Students: `{alone.student_path}`, "
         f"`{distilled.student_path}`; ONNX: `student-kd.onnx`.",
-        "- Reproduce a row alone: `depthkd distill --config <recipe> --set ...` with the overrides in the run's "
-        "`config.yaml`.",
+        f"- The validation curves use `{info['val']}`, apart from the test set; the test set scores each "
+        "exported student once, after training.",
+        f"- Reproduce a row alone: `depthkd distill --config {info['recipe']} --set ...` with the overrides in the "
+        "run's `config.yaml`; the method benchmark (`benchmarks/methods.py --setting "
+        f"{info['setting']}`) runs every method of this setting over several seeds.",
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -274,18 +292,22 @@ def run_demo(
     student: str = "mobilenetv2_100",
     steps: int | None = None,
     seed: int = 0,
-    teacher: str = "sim-vit",
+    teacher: str | None = None,
     command: str = "depthkd demo",
     settings: DemoSettings | None = None,
+    setting: str = DEFAULT_SETTING,
 ) -> Path:
     """Run the demo and return the path of ``report.md`` (see the module docstring).
 
-    ``settings`` replaces the budget ``quick`` picks (:data:`FULL` or :data:`QUICK`); ``steps``
-    overrides its step count.
+    ``setting`` names one of :data:`depthkd.comparison.SETTINGS`; ``teacher`` replaces its teacher;
+    ``settings`` replaces the budget ``quick`` picks from :data:`BUDGETS`; ``steps`` overrides its step count.
     """
-    if method not in METHOD_RECIPES:
-        raise ConfigError(f"demo method {method!r} is not one of {', '.join(METHOD_RECIPES)}")
-    settings = settings or (QUICK if quick else FULL)
+    if method not in DEMO_METHODS:
+        raise ConfigError(f"demo method {method!r} is not one of {', '.join(DEMO_METHODS)}")
+    if setting not in SETTINGS:
+        raise ConfigError(f"demo setting {setting!r} is not one of {', '.join(SETTINGS)}")
+    world: Setting = SETTINGS[setting]
+    settings = settings or BUDGETS[setting]["quick" if quick else "full"]
     steps = int(steps or settings.steps)
     if steps < 1:
         raise ConfigError(f"--steps must be positive, got {steps}")
@@ -295,22 +317,30 @@ def run_demo(
     runs_root = out / "runs"
     shutil.rmtree(runs_root, ignore_errors=True)
 
-    log.info("rendering %d training scenes", settings.train_images)
-    train = render_training_set(out / "data" / "train", settings.train_images, seed)
-    test = test_spec(settings.test_images)
-    budget = Budget(train=train, test=test, steps=steps)
-    student_set = [f"student.backbone={student}"]
+    from depthkd.config import load_recipe
+    from depthkd.data import dataset_from_spec
+    from depthkd.sim.writer import render_spec_once
+
+    recipe = load_recipe(world.recipe)
+    teacher = teacher or recipe.teacher.spec
+    log.info("rendering %d training scenes with %s labels", settings.train_images, world.sensor)
+    train, val = (render_spec_once(with_count(spec, num), out / "data")
+                  for spec, num in ((recipe.data.train, settings.train_images), (recipe.data.val, settings.val_images)))
+    test = with_count(world.test, settings.test_images)
+    budget = Budget(train=train, test=test, steps=steps, val=val)
+    contenders = setting_contenders(world, train)
+    student_set = [f"student.backbone={student}", f"teacher.spec={teacher}"]
 
     log.info("scoring the teacher %s", teacher)
-    teacher_row = score_teacher(teacher, test, protocol=CARD_PROTOCOL, size=IMAGE_SIZE, label=f"teacher `{teacher}`")
+    protocol = recipe.eval.protocol
+    teacher_row = score_teacher(teacher, test, protocol=protocol, size=world.size, label=f"teacher `{teacher}`")
     log.info("training the student alone (%d steps)", steps)
-    alone = train_contender(Contender("student alone", "supervised-sim"), budget, seed, runs_root,
-                            IMAGE_SIZE, student_set)
+    alone = train_contender(contenders["alone"][0], budget, seed, runs_root, world.size,
+                            [f"student.backbone={student}"])
+    alone.label = "student alone"
     log.info("training the student with %s (%d steps)", method, steps)
-    distilled = train_contender(
-        Contender(f"student + {method}", METHOD_RECIPES[method]), budget, seed, runs_root, IMAGE_SIZE,
-        [*student_set, f"teacher.spec={teacher}"],
-    )
+    distilled = train_contender(contenders[DEMO_METHODS[method]][0], budget, seed, runs_root, world.size, student_set)
+    distilled.label = f"student + {method}"
     rows = [teacher_row, alone, distilled]
     for row in rows[1:]:
         row.label = f"{row.label} (`{student}`)"
@@ -320,23 +350,30 @@ def run_demo(
 
     onnx_path = out / "student-kd.onnx"
     assert distilled.student_path is not None
-    export_onnx(str(distilled.student_path), onnx_path, size=IMAGE_SIZE, check_images=2)
-    latency = time_models(onnx_path, teacher)
+    export_onnx(str(distilled.student_path), onnx_path, size=world.size, check_images=2)
+    latency = time_models(onnx_path, teacher, world.size)
 
     log.info("drawing samples and curves")
     assert alone.student_path is not None
     samples = predict_samples(
         {"teacher": teacher, "student alone": str(alone.student_path), "student + KD": str(distilled.student_path)},
-        test, settings.samples,
+        test, settings.samples, sensor=world.sensor,
     )
     plot_samples(samples, out / "samples.png")
     assert alone.run_dir is not None and distilled.run_dir is not None
     plot_curves({"student alone": alone.run_dir, f"student + {method}": distilled.run_dir}, out / "curves.png")
 
+    train_set = dataset_from_spec(train)
+    labelled = getattr(train_set, "num_labelled", None)
     info = {
+        "setting": setting, "why": world.why, "sensor": world.sensor, "recipe": world.recipe,
         "teacher": teacher, "student": student, "method": method, "steps": steps, "batch_size": budget.batch_size,
-        "train_images": settings.train_images, "test": test, "test_images": settings.test_images, "seed": seed,
-        "latency": latency, "threads": 2, "command": command, "machine": machine_description(),
+        "train": with_count(recipe.data.train, settings.train_images), "train_images": settings.train_images,
+        "labelled": (f"{labelled} of them with labels, the others images only" if labelled is not None
+                     else f"every one with {SENSOR_NAMES.get(world.sensor, world.sensor)} labels"),
+        "init_encoder": recipe.student.init_encoder, "val": with_count(recipe.data.val, settings.val_images),
+        "test": test, "test_images": settings.test_images, "size": list(world.size), "protocol": protocol,
+        "seed": seed, "latency": latency, "threads": 2, "command": command, "machine": machine_description(),
         "minutes": (time.perf_counter() - started) / 60.0,
     }
     (out / "results.json").write_text(

@@ -20,17 +20,19 @@ def test_demo_writes_the_report(tmp_path, tiny_depth_anything_options):
     tiny_vit = build_student(arch="depth-anything", arch_options=tiny_depth_anything_options)
     teacher = save_student(tiny_vit, tmp_path / "vit.safetensors")
     out = tmp_path / "report"
-    settings = DemoSettings(steps=2, train_images=16, test_images=4, samples=2)
-    report = run_demo(out, teacher=f"torch:{teacher}", settings=settings)
+    settings = DemoSettings(steps=2, train_images=16, test_images=4, val_images=4, samples=2)
+    report = run_demo(out, teacher=f"torch:{teacher}", settings=settings)  # the default: kitti-like
 
     text = report.read_text()
+    assert text.startswith("# depthkd demo: the `kitti-like` setting")
+    assert "LiDAR labels" in text and "`sim-pool`" in text and "Garg crop" in text
     assert "| teacher `torch:" in text and "| student alone (`mobilenetv2_100`)" in text
     assert "| student + tie-kd (`mobilenetv2_100`)" in text and "![samples](samples.png)" in text
     for name in ("samples.png", "curves.png", "student-kd.onnx", "results.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     labels = [row["label"] for row in results["rows"]]
-    assert len(labels) == 3 and results["info"]["steps"] == 2
+    assert len(labels) == 3 and results["info"]["steps"] == 2 and results["info"]["size"] == [128, 416]
     alone, distilled = results["rows"][1:]
     assert alone["method"] == "supervised" and distilled["method"] == "tie-kd"
     assert distilled["gmacs"] > 0 and distilled["params_m"] > 0
