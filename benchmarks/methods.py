@@ -31,6 +31,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from depthkd.comparison import (
     train_contender,
 )
 from depthkd.demo import machine_description
+from depthkd.metrics import protocol_label
 from depthkd.sim.writer import render_spec_once
 from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
 
@@ -168,37 +170,52 @@ HEADER = [
 ]
 
 
-def table(results: dict[str, list[RowResult]], teachers: dict[str, RowResult], rows: list[Row] = ROWS) -> list[str]:
+Metrics = Callable[[RowResult], dict[str, float]]
+
+
+def recipe_metrics(result: RowResult) -> dict[str, float]:
+    return result.metrics
+
+
+def protocol_metrics(protocol: str) -> Metrics:
+    """The metrics of a row under one of its setting's extra protocols."""
+    return lambda result: result.extra["by_protocol"][protocol]
+
+
+def table(results: dict[str, list[RowResult]], teachers: dict[str, RowResult], rows: list[Row] = ROWS,
+          metrics_of: Metrics = recipe_metrics) -> list[str]:
     lines = ["**Teachers (reference rows, the built-in weights).**", "", *HEADER]
     for name, ref in teachers.items():
-        m = ref.metrics
+        m = metrics_of(ref)
         lines.append(f"| teacher `{name}` | - | - | {m['abs_rel']:.4f} | {m['rmse']:.4f} | "
                      f"{m['d1']:.4f} | {ref.params_m:.2f} | {ref.gmacs:.3f} | - | - | - |")
     for group, text in GROUPS.items():
         members = [row for row in rows if row.group == group and results.get(row.key)]
         if members:
-            lines += ["", f"**{text}**", "", *group_lines(members, results, teachers)]
+            lines += ["", f"**{text}**", "", *group_lines(members, results, teachers, metrics_of)]
     return lines
 
 
-def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: dict[str, RowResult]) -> list[str]:
-    alone = statistics.fmean(r.metrics["abs_rel"] for r in results["alone"]) if results.get("alone") else None
+def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: dict[str, RowResult],
+                metrics_of: Metrics = recipe_metrics) -> list[str]:
+    alone = statistics.fmean(metrics_of(r)["abs_rel"] for r in results["alone"]) if results.get("alone") else None
     lines = [*HEADER]
     for row in rows:
         runs = results.get(row.key) or []
         if not runs:
             continue
-        absrel = [r.metrics["abs_rel"] for r in runs]
+        scores = [metrics_of(r) for r in runs]
+        absrel = [m["abs_rel"] for m in scores]
         gap = beats = "-"
         if row.key != "alone" and alone is not None:
             mean = statistics.fmean(absrel)
             beats = "yes" if mean < alone else "**no**"
-            teacher_absrel = teachers[row.teacher].metrics["abs_rel"] if row.teacher in teachers else None
+            teacher_absrel = metrics_of(teachers[row.teacher])["abs_rel"] if row.teacher in teachers else None
             share = gap_closed_share(alone, mean, teacher_absrel) if teacher_absrel is not None else None
             gap = "-" if share is None else f"{100 * share:.0f}%"
         lines.append(
             f"| {row.contender.label} | {row.teacher or '-'} | {len(runs)} | {fmt_ms(absrel)} | "
-            f"{fmt_ms([r.metrics['rmse'] for r in runs])} | {fmt_ms([r.metrics['d1'] for r in runs])} | "
+            f"{fmt_ms([m['rmse'] for m in scores])} | {fmt_ms([m['d1'] for m in scores])} | "
             f"{runs[0].params_m:.2f} | {runs[0].gmacs:.3f} | {gap} | {beats} | "
             f"{statistics.fmean(r.seconds for r in runs) / 60:.1f} |"
         )
@@ -246,6 +263,9 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         *table(results, teachers, rows),
         "",
     ]
+    for protocol in () if setting is None else setting.also_protocols:
+        lines += [f"### The same students under `{protocol_label(protocol)}`", "",
+                  *table(results, teachers, rows, protocol_metrics(protocol)), ""]
     lines += ["", "## Per seed", "", "| row | seed | AbsRel | RMSE | d1 | teacher AbsRel in run | min |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
@@ -316,7 +336,7 @@ def main() -> None:
         available = setting_rows(setting, train)
         test = setting.test if args.test_images is None else setting.test.replace("num=256", f"num={args.test_images}")
         budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=4, val=val,
-                        resume=args.resume)
+                        resume=args.resume, also_protocols=setting.also_protocols)
         protocol, size, suffix = recipe.eval.protocol, setting.size, f"-{setting.name}"
     by_key = {row.key: row for row in available}
     unknown = [key for key in args.rows or [] if key not in by_key]
@@ -333,10 +353,19 @@ def main() -> None:
             results.setdefault(key, []).extend(r for r in runs if r.seed not in seen)
     # The reference rows of every teacher in the file, not only of the rows run now.
     reported = rows + [by_key[key] for key in results if key in by_key]
+    also = budget.also_protocols
     teachers = {
-        name: score_teacher(name, test, protocol=protocol, size=size, label=name)
+        name: score_teacher(name, test, protocol=protocol, size=size, label=name, also_protocols=also)
         for name in sorted({row.teacher for row in reported if row.teacher})
     }
+    for runs in results.values():  # rows of an earlier run scored under fewer protocols
+        for r in runs:
+            missing = [p for p in also if p not in r.extra.get("by_protocol", {})]
+            if missing and r.student_path:
+                from depthkd.evaluate import evaluate
+
+                r.extra.setdefault("by_protocol", {}).update(
+                    {p: evaluate(str(r.student_path), test, protocol=p, batch_size=8).metrics for p in missing})
 
     def save() -> None:
         write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60, available, setting)

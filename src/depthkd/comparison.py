@@ -71,7 +71,8 @@ class Budget:
     ``val`` is the validation set the curves are drawn on; ``None`` validates on ``test`` (the demo's
     habit). With a separate ``val``, each exported student is scored on ``test`` after training, so the
     test set never steers a run. ``resume`` continues an interrupted row from its last checkpoint (saved
-    every tenth of the budget) instead of starting it again.
+    every tenth of the budget) instead of starting it again. ``also_protocols`` scores each row on the test
+    set under more protocols than its recipe's (into ``RowResult.extra["by_protocol"]``).
     """
 
     train: str
@@ -82,6 +83,7 @@ class Budget:
     num_workers: int = 1
     val: str | None = None
     resume: bool = False
+    also_protocols: tuple[str, ...] = ()
 
 
 @dataclass
@@ -149,6 +151,7 @@ class Setting:
         size: where params and GMACs are counted.
         response_with_gt: response KD adds the labels (where only some images have them).
         why: one line on why a teacher should pay in this setting (the demo's report says it).
+        also_protocols: protocols every row is scored under beside the recipe's (``eval.protocol``).
     """
 
     name: str
@@ -158,12 +161,15 @@ class Setting:
     size: tuple[int, int]
     why: str
     response_with_gt: bool = False
+    also_protocols: tuple[str, ...] = ()
 
 
 SETTINGS = {
     "kitti-like": Setting(
         "kitti-like", "kitti-like", "sim:outdoor?num=256&size=128x416&seed=200000", "lidar", (128, 416),
-        "the LiDAR measures about 4% of the pixels and nothing above its top beam; the teacher predicts every one"),
+        "the LiDAR measures about 4% of the pixels and nothing above its top beam; the teacher predicts every one",
+        # The recipe scores KITTI's way (Garg crop: the rows the LiDAR covers); the full image shows the rest.
+        also_protocols=("sim_outdoor",)),
     "nyu-like": Setting(
         "nyu-like", "nyu-like", "sim:indoor?num=256&size=128x160&seed=200000", "kinect", (128, 160),
         "the Kinect-like sensor measures about 85% of the pixels, with holes at edges, far walls and dark "
@@ -271,6 +277,8 @@ def train_contender(
     if budget.val is not None:  # validated elsewhere: score on the test set now
         metrics = evaluate(str(result.student_path), budget.test, protocol=config.eval.protocol, batch_size=8).metrics
     params, gmacs = model_cost(load_student(result.student_path), size)
+    by_protocol = {protocol: evaluate(str(result.student_path), budget.test, protocol=protocol, batch_size=8).metrics
+                   for protocol in budget.also_protocols}
     return RowResult(
         label=contender.label,
         method=config.method.name,
@@ -283,13 +291,16 @@ def train_contender(
         student_path=result.student_path,
         teacher=config.teacher.spec or None,
         teacher_metrics=result.teacher_metrics,
+        extra={"by_protocol": by_protocol} if by_protocol else {},
     )
 
 
 def score_teacher(
-    spec: str, test: str, protocol: str = "sim_indoor", size: Sequence[int] = DEFAULT_TRAIN_SIZE, label: str = ""
+    spec: str, test: str, protocol: str = "sim_indoor", size: Sequence[int] = DEFAULT_TRAIN_SIZE, label: str = "",
+    also_protocols: Sequence[str] = (),
 ) -> RowResult:
-    """A reference row: teacher ``spec`` scored on ``test`` (no alignment: the teachers are metric)."""
+    """A reference row: teacher ``spec`` scored on ``test`` (no alignment: the teachers are metric), and
+    under ``also_protocols`` into ``extra["by_protocol"]``."""
     from depthkd.data import dataset_from_spec
     from depthkd.evaluate import evaluate_dataset
     from depthkd.inference import load_predictor
@@ -298,6 +309,9 @@ def score_teacher(
     predictor = load_predictor(spec)
     result = evaluate_dataset(predictor, dataset_from_spec(test), protocol=protocol, batch_size=8, data_name=test,
                               description=f"scoring {spec}")
+    by_protocol = {other: evaluate_dataset(predictor, dataset_from_spec(test), protocol=other, batch_size=8,
+                                           data_name=test, description=f"scoring {spec} ({other})").metrics
+                   for other in also_protocols}
     params, gmacs = model_cost(getattr(predictor.model, "model", predictor.model), size)  # the teacher's network
     return RowResult(
         label=label or f"teacher {spec}",
@@ -308,6 +322,7 @@ def score_teacher(
         gmacs=gmacs,
         seconds=time.perf_counter() - started,
         teacher=spec,
+        extra={"by_protocol": by_protocol} if by_protocol else {},
     )
 
 

@@ -127,8 +127,7 @@ def plot_samples(rows: list[dict[str, np.ndarray]], path: Path) -> Path:
     width = rows[0]["RGB"].shape[1] / rows[0]["RGB"].shape[0]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.9 * width * len(columns), 1.9 * len(rows) + 0.5),
                              squeeze=False)
-    cmap = matplotlib.colormaps["turbo_r"].copy()
-    cmap.set_bad("black")
+    cmap = matplotlib.colormaps["turbo_r"].with_extremes(bad="black")
     for r, row in enumerate(rows):
         gt = row["ground truth"]
         valid = gt[gt > 0]
