@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +63,26 @@ def test_cli_rejects_an_unknown_method(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--method", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_setting_contenders_share_the_world_and_the_alone_row_sees_only_labels():
+    from depthkd.comparison import SETTINGS, setting_contenders
+
+    train = "folder:data/rooms?labels=0.05"
+    contenders = setting_contenders(SETTINGS["label-scarce"], train)
+    budget = Budget(train=train, test="sim:indoor?num=4&size=64x96&seed=9", steps=10)
+    configs = {key: contender_recipe(c, budget, 0, Path("runs")) for key, (c, _) in contenders.items()}
+    assert configs["alone"].data.train == f"{train}&unlabelled=drop" and configs["alone"].teacher.spec is None
+    assert configs["alone"].method.name == "supervised" and configs["alone"].student.head == "regression"
+    for key, config in configs.items():
+        assert config.student.init_encoder == "sim-pool", key  # every row starts from the same encoder
+        assert config.eval.protocol == "sim_indoor", key
+        if key != "alone":
+            assert config.data.train == train and config.teacher.spec == "sim-vit", key
+    assert [a.name for a in configs["tie-kd-gt"].method.add] == ["supervised"] and not configs["tie-kd"].method.add
+    assert [a.name for a in configs["response-si"].method.add] == ["supervised"]  # labels where they exist
+    kitti = {key: contender_recipe(c, budget, 0, Path("runs")) for key, (c, _) in
+             setting_contenders(SETTINGS["kitti-like"], "folder:streets").items()}
+    assert kitti["alone"].data.train == "folder:streets"  # every image has (sparse) labels
+    assert not kitti["response-ssim"].method.add and kitti["disdepth"].student.max_depth == 80.0
+    assert kitti["disdepth"].teacher.spec == "sim-vit-outdoor" and kitti["disdepth"].data.crop == (96, 320)
