@@ -221,7 +221,29 @@ def test_ablation_switches_select_the_terms_and_weights_apply() -> None:
     assert depth_only.total.item() == pytest.approx(3.0 * ssim, rel=1e-4)
 
 
+@pytest.mark.parametrize(("bins", "sigma"), [(KITTI_BINS, 0.5), (NYU_BINS, 0.15)])
+def test_banded_dpm_is_the_full_map_to_float32_rounding(bins, sigma: float) -> None:  # noqa: ANN001
+    """Bins beyond 8 sigmas carry less than 6e-16: leaving them out changes nothing a loss can see."""
+    edges, _ = bins
+    torch.manual_seed(0)
+    depth = torch.rand(2, 1, 12, 20) * float(edges[-1]) * 1.1  # also beyond the range (clamped)
+    depth[0, 0, 0, :4] = torch.tensor([float(edges[0]), float(edges[-1]), float(edges[1]), float(edges[-2])])
+    full, banded = teacher_dpm(depth, edges, sigma), teacher_dpm(depth, edges, sigma, band=8.0)
+    assert float((full - banded).abs().max()) < 5e-7
+    far = (full - banded).abs()[banded == 0]
+    assert float(far.max()) < 1e-14  # what the band leaves out
+    torch.testing.assert_close(banded.sum(dim=1), torch.ones(2, 12, 20), atol=1e-6, rtol=0)
+    valid = torch.rand(2, 1, 12, 20) > 0.3
+    a, mask_a = dpm_at_resolution(depth, valid, edges, sigma, (6, 10))
+    b, mask_b = dpm_at_resolution(depth, valid, edges, sigma, (6, 10), band=8.0)
+    assert torch.equal(mask_a, mask_b) and float((a - b).abs().max()) < 5e-7
+    logits = torch.randn(2, edges.numel() - 1, 6, 10)
+    assert dpm_kl(logits, a, mask_a).item() == pytest.approx(dpm_kl(logits, b, mask_b).item(), rel=1e-5)
+
+
 def test_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="dpm_band"):
+        tie_kd(dpm_band=2.0)
     with pytest.raises(ConfigError, match="sigma"):
         tie_kd(sigma=0.0)
     with pytest.raises(ConfigError, match="trains nothing"):
