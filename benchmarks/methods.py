@@ -5,12 +5,14 @@
     python benchmarks/methods.py --steps 50 --rows alone tie-kd --seeds 0   # a smoke run
     python benchmarks/methods.py --setting kitti-like --steps 3000 --seeds 0 1 2 --resume
 
-``--setting`` runs the rows in one of the realistic settings instead (the recipes ``kitti-like`` and
-``nyu-like``: sensor ground truth for the student, a dense teacher; see :data:`SETTINGS`). There every
-row trains on the setting recipe's own data, draws its curves on the recipe's validation set, and its
-exported student is scored afterwards on the setting's test set (exact depth, seeds apart from every
-training set) under the setting's protocol; results go to ``...-methods-<setting>.md`` and ``.json``
-(with ``"setting"``). Without ``--setting`` (``sim``) the rows are those below, on perfect dense labels.
+``--setting`` runs the rows in one of the realistic settings instead (the recipes ``kitti-like``,
+``nyu-like`` and ``label-scarce``: sensor ground truth for the student, a dense teacher; see
+``depthkd.comparison.SETTINGS``). There the recipe's training set is rendered once under ``--work``, every
+row trains on it from the shipped pretrained encoder ``sim-pool``, draws its curves on the recipe's
+validation set, and its exported student is scored afterwards on the setting's test set (exact depth,
+seeds apart from every training set) under the setting's protocol and any extra ones; results go to
+``...-methods-<setting>.md`` and ``.json`` (with ``"setting"``). With ``--resume`` an interrupted row
+continues from its last checkpoint. Without ``--setting`` (``sim``) the rows are those below, on perfect dense labels.
 
 Each row is a packaged recipe (``depthkd.comparison``): the student (MobileNetV2 unless the recipe
 says otherwise) trains ``--steps`` steps of batch 8 on rendered ``indoor`` scenes (data-free trains on
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -49,6 +52,7 @@ from depthkd.comparison import (
     setting_contenders,
     train_contender,
 )
+from depthkd.config import load_recipe
 from depthkd.demo import machine_description
 from depthkd.metrics import protocol_label
 from depthkd.sim.writer import render_spec_once
@@ -234,13 +238,12 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         commands += [c for c in json.loads(other.read_text()).get("commands", []) if c not in commands]
     if command not in commands:
         commands.append(command)
+    name = setting.name if setting else (args.setting if args.setting != "sim" else None)
     if setting is None:
         data_line = (f"Budget: {budget.steps} steps of batch {budget.batch_size} per row on `{budget.train}` "
                      "(data-free: its recipe's out-of-distribution domains); test set "
                      f"`{budget.test}`, protocol `{CARD_PROTOCOL}`, no alignment; params/GMACs at 128x160.")
     else:
-        from depthkd.config import load_recipe
-
         recipe = load_recipe(setting.recipe)
         data_line = (f"Setting `{setting.name}` (recipe `{setting.recipe}`): {budget.steps} steps of batch "
                      f"{budget.batch_size} per row on `{recipe.data.train}` (rendered once to `{budget.train}`), "
@@ -248,7 +251,7 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
                      f"(exact depth), protocol `{recipe.eval.protocol}`, no alignment; params/GMACs at "
                      f"{setting.size[0]}x{setting.size[1]}.")
     lines = [
-        f"# Method benchmark{'' if setting is None else f' ({setting.name})'}, {datetime.date.today().isoformat()} "
+        f"# Method benchmark{f' ({name})' if name else ''}, {datetime.date.today().isoformat()} "
         f"({args.scale} budget{f', {budget.steps} steps' if args.steps else ''})",
         "",
         "Command" + ("s (later ones resumed or merged the earlier, adding rows)" if len(commands) > 1 else "") + ": "
@@ -276,7 +279,7 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     payload = {
-        **({} if setting is None else {"setting": setting.name}),
+        **({"setting": name} if name else {}),
         "commands": commands,
         "teachers": {k: v.to_dict() for k, v in teachers.items()},
         "rows": {k: [r.to_dict() for r in v] for k, v in results.items()},
@@ -294,8 +297,12 @@ def load_results(path: Path) -> dict[str, list[RowResult]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=["sim", *SETTINGS], default="sim",
-                        help="sim: perfect dense labels (the rows above); or a realistic setting (SETTINGS)")
+    parser.add_argument("--setting", choices=["sim", *SETTINGS, "data-free"], default="sim",
+                        help="sim: perfect dense labels (the rows above); a realistic setting (SETTINGS); or "
+                             "data-free: the data-free rows budgeted in epochs of the full OOD set")
+    parser.add_argument("--epochs", type=float, default=4.0,
+                        help="data-free: epochs of the full OOD set per row (default 4; the 1/6 row gets the same "
+                             "steps); --steps overrides")
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="steps per row (overrides the scale)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -317,15 +324,27 @@ def main() -> None:
     scale = SCALES[args.scale]
     started = time.perf_counter()
     setting = SETTINGS.get(args.setting)
-    if setting is None:
+    extra: tuple[str, ...] = ()
+    if args.setting == "data-free":
+        # Every row the same steps: epochs of the full OOD set, so the 1/6 row sees its images 6x as often.
+        available = [row for row in ROWS if row.group == "data-free" or row.key == "data-free"]
+        full_set = int(next(p for p in load_recipe("datafree-sim").data.train.split("?")[1].split("&")
+                            if p.startswith("num=")).split("=")[1])
+        steps = args.steps or math.ceil(args.epochs * full_set / 8)
+        train = render_spec_once(f"sim:indoor?num={full_set}&size=128x160&seed=1", args.work / "data")  # KD on indoor
+        test = f"sim:indoor?num={args.test_images or 256}&size=128x160&seed=200000"
+        budget = Budget(train=train, test=test, steps=steps, val_points=4,
+                        val=render_spec_once(load_recipe("datafree-sim").data.val, args.work / "data"),
+                        resume=args.resume)
+        protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, "-data-free"
+        extra = ("student.init_encoder=sim-pool",)
+    elif setting is None:
         available = ROWS
         train = render_spec_once(f"sim:indoor?num={scale['train_images']}&size=128x160&seed=0", args.work / "data")
         test = CARD_TEST_SET.replace("num=64", f"num={args.test_images or scale['test_images']}")
         budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
         protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, ""
     else:
-        from depthkd.config import load_recipe
-
         recipe = load_recipe(setting.recipe)
         train = recipe.data.train
         if args.train_images:
@@ -375,7 +394,8 @@ def main() -> None:
             if any(r.seed == seed for r in results.get(row.key, [])):
                 continue
             print(f"== {row.contender.label}, seed {seed}", flush=True)
-            result = train_contender(row.contender, budget, seed, args.work / f"runs{suffix}", size=size)
+            result = train_contender(row.contender, budget, seed, args.work / f"runs{suffix}", size=size,
+                                     extra_overrides=extra)
             results.setdefault(row.key, []).append(result)
             print(f"   AbsRel {result.metrics['abs_rel']:.4f} in {result.seconds / 60:.1f} min", flush=True)
             save()  # after every row, so an interrupted benchmark keeps what it measured

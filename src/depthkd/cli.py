@@ -245,7 +245,7 @@ def parse_pixel(text: str) -> tuple[int, int]:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from depthkd.comparison import SETTINGS
-    from depthkd.demo import BUDGETS, DEFAULT_SETTING, DEMO_METHODS
+    from depthkd.demo import BUDGETS, DEFAULT_METHODS, DEFAULT_SETTING, DEMO_METHODS
 
     full, quick = BUDGETS[DEFAULT_SETTING]["full"], BUDGETS[DEFAULT_SETTING]["quick"]
     p = sub.add_parser(
@@ -263,8 +263,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    help=f"the world (default {DEFAULT_SETTING}): " + "; ".join(
                        f"{name}: {world.why}" for name, world in SETTINGS.items()).replace("%", "%%"))
     p.add_argument("--quick", action="store_true", help="a smaller budget, to see it work in a couple of minutes")
-    p.add_argument("--method", default="tie-kd", choices=list(DEMO_METHODS),
-                   help="distillation method (default tie-kd: TIE-KD from the teacher alone, as its paper runs it)")
+    p.add_argument("--method", default=None, choices=list(DEMO_METHODS),
+                   help="distillation method (default: the setting's, "
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_METHODS.items())
+                        + "; tie-kd is TIE-KD from the teacher alone, as its paper runs it, tie-kd-gt adds the labels)")
     p.add_argument("--student", default="mobilenetv2_100", help="timm backbone of the student")
     p.add_argument("--steps", type=int, default=None, help="training steps per student (overrides the budget)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the order")

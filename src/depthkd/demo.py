@@ -58,6 +58,9 @@ DEMO_METHODS: dict[str, str] = {
 (:func:`depthkd.comparison.setting_contenders`)."""
 
 DEFAULT_SETTING = "kitti-like"
+DEFAULT_METHODS = {"kitti-like": "tie-kd", "nyu-like": "tie-kd", "label-scarce": "tie-kd-gt"}
+"""Each setting's method when ``--method`` is not given: TIE-KD as its paper runs it (teacher only) where
+every image has labels, TIE-KD with the labels where only a few images have them."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,11 @@ class DemoSettings:
 
 
 BUDGETS: dict[str, dict[str, DemoSettings]] = {
-    "kitti-like": {"full": DemoSettings(steps=600, train_images=600, test_images=64),
-                   "quick": DemoSettings(steps=60, train_images=64, test_images=16, val_images=8, samples=3)},
+    "kitti-like": {"full": DemoSettings(steps=400, train_images=400, test_images=64),
+                   "quick": DemoSettings(steps=30, train_images=32, test_images=8, val_images=8, samples=3)},
     "nyu-like": {"full": DemoSettings(steps=1000, train_images=1000, test_images=64),
                  "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
-    "label-scarce": {"full": DemoSettings(steps=1000, train_images=1000, test_images=64),
+    "label-scarce": {"full": DemoSettings(steps=800, train_images=1000, test_images=64),
                      "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
 }
 """Each setting's budget, ``full`` (``depthkd demo``) and ``quick`` (``--quick``)."""
@@ -287,7 +290,7 @@ def machine_description() -> str:
 def run_demo(
     out: str | Path = "demo-report",
     quick: bool = False,
-    method: str = "tie-kd",
+    method: str | None = None,
     student: str = "mobilenetv2_100",
     steps: int | None = None,
     seed: int = 0,
@@ -298,13 +301,15 @@ def run_demo(
 ) -> Path:
     """Run the demo and return the path of ``report.md`` (see the module docstring).
 
-    ``setting`` names one of :data:`depthkd.comparison.SETTINGS`; ``teacher`` replaces its teacher;
+    ``setting`` names one of :data:`depthkd.comparison.SETTINGS`; ``method`` defaults to the setting's
+    (:data:`DEFAULT_METHODS`); ``teacher`` replaces its teacher;
     ``settings`` replaces the budget ``quick`` picks from :data:`BUDGETS`; ``steps`` overrides its step count.
     """
-    if method not in DEMO_METHODS:
-        raise ConfigError(f"demo method {method!r} is not one of {', '.join(DEMO_METHODS)}")
     if setting not in SETTINGS:
         raise ConfigError(f"demo setting {setting!r} is not one of {', '.join(SETTINGS)}")
+    method = method or DEFAULT_METHODS[setting]
+    if method not in DEMO_METHODS:
+        raise ConfigError(f"demo method {method!r} is not one of {', '.join(DEMO_METHODS)}")
     world: Setting = SETTINGS[setting]
     settings = settings or BUDGETS[setting]["quick" if quick else "full"]
     steps = int(steps or settings.steps)
