@@ -250,10 +250,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     full, quick = BUDGETS[DEFAULT_SETTING]["full"], BUDGETS[DEFAULT_SETTING]["quick"]
     p = sub.add_parser(
         "demo",
-        help="distil a built-in teacher into a MobileNetV2 where labels are sparse, and write a report",
-        description="The realistic case end to end: simulated street scenes with LiDAR labels (the kitti-like "
-        "setting; --setting picks another), a MobileNetV2 trained alone on the labels and with a distillation "
-        "method from the dense built-in teacher under the same budget, all three scored on a fixed test set "
+        help="distil a built-in teacher into a MobileNetV2 where labels are scarce, and write a report",
+        description="The realistic case end to end: simulated rooms of which only 5% have (Kinect-like) depth "
+        "(the label-scarce setting; --setting picks another), a MobileNetV2 trained alone on the labelled images "
+        "and with a distillation method from the dense built-in teacher on all of them under the same budget, "
+        "all three scored on a fixed test set "
         "of exact depth, the distilled student exported to ONNX and timed against the teacher; writes "
         "report.md, samples.png and curves.png. Needs nothing but the installed package: under 15 minutes on "
         f"2 CPU cores ({full.steps} steps per student), --quick under 3 ({quick.steps} steps).",

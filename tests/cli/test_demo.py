@@ -22,7 +22,7 @@ def test_demo_writes_the_report(tmp_path, tiny_depth_anything_options):
     teacher = save_student(tiny_vit, tmp_path / "vit.safetensors")
     out = tmp_path / "report"
     settings = DemoSettings(steps=2, train_images=16, test_images=4, val_images=4, samples=2)
-    report = run_demo(out, teacher=f"torch:{teacher}", settings=settings)  # the default: kitti-like
+    report = run_demo(out, teacher=f"torch:{teacher}", settings=settings, setting="kitti-like")
 
     text = report.read_text()
     assert text.startswith("# depthkd demo: the `kitti-like` setting")
