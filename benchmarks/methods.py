@@ -226,6 +226,59 @@ def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: 
     return lines
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim as a comparison of rows: ``row`` has a lower AbsRel than each of ``others``
+    (``suffices``: no more than 5% higher than each, our reading of "suffices")."""
+
+    text: str
+    row: str
+    others: tuple[str, ...]
+    suffices: bool = False
+
+
+CLAIMS = [
+    Claim("TIE-KD beats the student alone", "tie-kd", ("alone",)),
+    Claim("TIE-KD beats every response-KD variant", "tie-kd", ("response-ssim", "response-si", "response-mse")),
+    Claim("TIE-KD's KL term alone is worse than both terms", "tie-kd", ("tiekd-dpm",)),
+    Claim("TIE-KD's SSIM term alone is worse than both terms", "tie-kd", ("tiekd-depth",)),
+    Claim("DisDepth: LG-Conv helps", "bins-lgconv", ("bins-alone",)),
+    Claim("DisDepth: feature KD helps", "disdepth-noacc", ("bins-lgconv",)),
+    Claim("DisDepth: acclimation helps further", "disdepth", ("disdepth-noacc",)),
+    Claim("Data-free: mixing + transformation beat baseline KD on raw OOD images", "data-free", ("ood-raw",)),
+    Claim("Data-free: 1/6 of the OOD images suffices", "ood-sixth", ("data-free",), suffices=True),
+]
+
+
+def claim_lines(results: dict[str, list[RowResult]], metrics_of: Metrics = recipe_metrics) -> list[str]:
+    """One line per claim whose rows were measured: held / not held / level within twice the seeds' spread."""
+    def stats(key: str) -> tuple[float, float, int]:
+        values = [metrics_of(r)["abs_rel"] for r in results[key]]
+        return (*mean_std(values), len(values))
+
+    lines = []
+    for claim in CLAIMS:
+        keys = (claim.row, *claim.others)
+        if not all(results.get(key) for key in keys):
+            continue
+        mean, std, seeds = stats(claim.row)
+        verdicts, figures = [], [f"`{claim.row}` {fmt_ms([metrics_of(r)['abs_rel'] for r in results[claim.row]])}"]
+        for other in claim.others:
+            other_mean, other_std, other_seeds = stats(other)
+            spread = 2 * max(std, other_std)
+            figures.append(f"`{other}` {fmt_ms([metrics_of(r)['abs_rel'] for r in results[other]])}")
+            if claim.suffices:
+                verdicts.append("held" if mean <= 1.05 * other_mean else "not held")
+            elif abs(other_mean - mean) <= spread:
+                verdicts.append("level within the spread")
+            else:
+                verdicts.append("held" if mean < other_mean else "not held")
+        verdict = verdicts[0] if len(set(verdicts)) == 1 else "mixed (" + ", ".join(verdicts) + ")"
+        single = " (one seed: no spread to compare with)" if seeds == 1 else ""
+        lines.append(f"- {claim.text}: **{verdict}**; AbsRel {', '.join(figures)}{single}.")
+    return lines
+
+
 def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[RowResult]],
                   teachers: dict[str, RowResult], budget: Budget, minutes: float, rows: list[Row] = ROWS,
                   setting: Setting | None = None) -> None:
@@ -265,10 +318,15 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         "",
         *table(results, teachers, rows),
         "",
+        "## The papers' claims",
+        "",
+        *(claim_lines(results) or ["- No claim's rows have been measured yet."]),
+        "",
     ]
     for protocol in () if setting is None else setting.also_protocols:
         lines += [f"### The same students under `{protocol_label(protocol)}`", "",
-                  *table(results, teachers, rows, protocol_metrics(protocol)), ""]
+                  *table(results, teachers, rows, protocol_metrics(protocol)), "",
+                  *claim_lines(results, protocol_metrics(protocol)), ""]
     lines += ["", "## Per seed", "", "| row | seed | AbsRel | RMSE | d1 | teacher AbsRel in run | min |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
@@ -373,9 +431,10 @@ def main() -> None:
     # The reference rows of every teacher in the file, not only of the rows run now.
     reported = rows + [by_key[key] for key in results if key in by_key]
     also = budget.also_protocols
+    setting_teacher = {load_recipe(setting.recipe).teacher.spec} if setting else set()  # always a reference row
     teachers = {
         name: score_teacher(name, test, protocol=protocol, size=size, label=name, also_protocols=also)
-        for name in sorted({row.teacher for row in reported if row.teacher})
+        for name in sorted({row.teacher for row in reported if row.teacher} | setting_teacher)
     }
     for runs in results.values():  # rows of an earlier run scored under fewer protocols
         for r in runs:

@@ -67,3 +67,24 @@ def test_unknown_builtin_name_is_a_clear_error():
 
     with pytest.raises(ModelError, match="unknown built-in teacher 'sim-cnn'"):
         weights_path("sim-cnn")
+
+
+def test_the_shipped_sim_pool_encoder_starts_a_mobilenetv2_student():
+    """The ImageNet stand-in loads, in float32, with its card; the decoder stays at its seed."""
+    import json
+
+    from safetensors import safe_open
+
+    from depthkd.models import build_student
+    from depthkd.models.pretrained import builtin_encoder_path, read_encoder_state
+
+    path = builtin_encoder_path("sim-pool", "mobilenetv2_100")
+    with safe_open(str(path), framework="pt") as handle:
+        card = json.loads(handle.metadata()["card"])
+    assert card["train_data"].startswith("sim:ood_shapes+ood_clutter") and card["steps"] > 0
+    student = build_student("mobilenetv2_100", head="dpm", max_depth=10.0, init_encoder="sim-pool")
+    _, state = read_encoder_state("sim-pool", "mobilenetv2_100")
+    loaded = student.encoder.state_dict()
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value.to(loaded[key].dtype)), key
+    assert loaded["backbone.conv_stem.weight"].dtype == torch.float32
