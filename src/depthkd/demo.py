@@ -60,10 +60,11 @@ DEMO_METHODS: dict[str, str] = {
 
 DEFAULT_SETTING = "label-scarce"
 DEFAULT_REASON = (
-    "the demo's default because a teacher has the most to give there and it fits the demo's budget: in the method "
-    "benchmark (3000 steps, seed 0) the student alone reached AbsRel 0.209 on its 100 labelled images and TIE-KD "
-    "with those labels 0.167, against the teacher's 0.148 (69% of the gap closed), while in kitti-like the student alone on the LiDAR (0.100 under KITTI's Garg crop) beat "
-    "the built-in street teacher (0.161), and a kitti-like TIE-KD student needs several seconds a step on 2 CPU cores"
+    "the demo's default because a teacher has the most to give there and it fits the demo's budget: in the "
+    "method benchmark (3000 steps, seed 0) the student alone reached AbsRel 0.209 on its 100 labelled images "
+    "and TIE-KD with those labels 0.167, against the teacher's 0.148 (69% of the gap closed), while in "
+    "kitti-like the student alone on the LiDAR (0.100 under KITTI's Garg crop) beat the built-in street "
+    "teacher (0.161), and a kitti-like TIE-KD student needs several seconds a step on 2 CPU cores"
 )
 """Why :data:`DEFAULT_SETTING` is the default (the report says it); figures from
 ``benchmarks/results/2026-12-03-cpu-2core-methods-*.md``."""
