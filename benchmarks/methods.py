@@ -48,15 +48,17 @@ from depthkd.comparison import (
     RowResult,
     Setting,
     gap_closed_share,
+    score_on_test,
     score_teacher,
     setting_contenders,
     train_contender,
 )
 from depthkd.config import load_recipe
+from depthkd.data.spec import parse_spec, with_params
 from depthkd.demo import machine_description
 from depthkd.metrics import protocol_label
-from depthkd.sim.writer import render_spec_once
 from depthkd.models.teachers.builtin import CARD_PROTOCOL, CARD_TEST_SET
+from depthkd.sim.writer import render_spec_once
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -300,8 +302,8 @@ def write_results(path: Path, args: argparse.Namespace, results: dict[str, list[
         recipe = load_recipe(setting.recipe)
         data_line = (f"Setting `{setting.name}` (recipe `{setting.recipe}`): {budget.steps} steps of batch "
                      f"{budget.batch_size} per row on `{recipe.data.train}` (rendered once to `{budget.train}`), "
-                     f"validation curves on `{recipe.data.val}`; each student scored after training on the test set `{budget.test}` "
-                     f"(exact depth), protocol `{recipe.eval.protocol}`, no alignment; params/GMACs at "
+                     f"validation curves on `{recipe.data.val}`; each student scored after training on the test "
+                     f"set `{budget.test}` (exact depth), protocol `{recipe.eval.protocol}`, no alignment; params/GMACs at "
                      f"{setting.size[0]}x{setting.size[1]}.")
     lines = [
         f"# Method benchmark{f' ({name})' if name else ''}, {datetime.date.today().isoformat()} "
@@ -386,32 +388,29 @@ def main() -> None:
     if args.setting == "data-free":
         # Every row the same steps: epochs of the full OOD set, so the 1/6 row sees its images 6x as often.
         available = [row for row in ROWS if row.group == "data-free" or row.key == "data-free"]
-        full_set = int(next(p for p in load_recipe("datafree-sim").data.train.split("?")[1].split("&")
-                            if p.startswith("num=")).split("=")[1])
+        datafree = load_recipe("datafree-sim")
+        full_set = int(parse_spec(datafree.data.train).params["num"])
         steps = args.steps or math.ceil(args.epochs * full_set / 8)
         train = render_spec_once(f"sim:indoor?num={full_set}&size=128x160&seed=1", args.work / "data")  # KD on indoor
         test = f"sim:indoor?num={args.test_images or 256}&size=128x160&seed=200000"
         budget = Budget(train=train, test=test, steps=steps, val_points=4,
-                        val=render_spec_once(load_recipe("datafree-sim").data.val, args.work / "data"),
+                        val=render_spec_once(datafree.data.val, args.work / "data"),
                         resume=args.resume)
         protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, "-data-free"
         extra = ("student.init_encoder=sim-pool",)
     elif setting is None:
         available = ROWS
         train = render_spec_once(f"sim:indoor?num={scale['train_images']}&size=128x160&seed=0", args.work / "data")
-        test = CARD_TEST_SET.replace("num=64", f"num={args.test_images or scale['test_images']}")
+        test = with_params(CARD_TEST_SET, num=args.test_images or scale["test_images"])
         budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=2)
         protocol, size, suffix = CARD_PROTOCOL, DEFAULT_TRAIN_SIZE, ""
     else:
         recipe = load_recipe(setting.recipe)
-        train = recipe.data.train
-        if args.train_images:
-            train = "&".join(f"num={args.train_images}" if part.startswith("num=") else part
-                             for part in train.replace("?", "&", 1).split("&")).replace("&", "?", 1)
+        train = with_params(recipe.data.train, num=args.train_images) if args.train_images else recipe.data.train
         # Rendered once, read by every row (the teacher cache is filled once for them all).
         train, val = (render_spec_once(spec, args.work / "data") for spec in (train, recipe.data.val))
         available = setting_rows(setting, train)
-        test = setting.test if args.test_images is None else setting.test.replace("num=256", f"num={args.test_images}")
+        test = setting.test if args.test_images is None else with_params(setting.test, num=args.test_images)
         budget = Budget(train=train, test=test, steps=args.steps or scale["steps"], val_points=4, val=val,
                         resume=args.resume, also_protocols=setting.also_protocols)
         protocol, size, suffix = recipe.eval.protocol, setting.size, f"-{setting.name}"
@@ -440,10 +439,7 @@ def main() -> None:
         for r in runs:
             missing = [p for p in also if p not in r.extra.get("by_protocol", {})]
             if missing and r.student_path:
-                from depthkd.evaluate import evaluate
-
-                r.extra.setdefault("by_protocol", {}).update(
-                    {p: evaluate(str(r.student_path), test, protocol=p, batch_size=8).metrics for p in missing})
+                r.extra.setdefault("by_protocol", {}).update(score_on_test(str(r.student_path), test, missing))
 
     def save() -> None:
         write_results(out, args, results, teachers, budget, (time.perf_counter() - started) / 60, available, setting)

@@ -188,8 +188,6 @@ WITH_GT = ("method.add=[{name: supervised}]",)
 def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
     """What a setting recipe says about the world, as overrides for any other recipe (DisDepth's): its
     data (``train`` replaces its training set), teacher, depth range and protocol."""
-    from depthkd.config import load_recipe
-
     config = load_recipe(recipe)
     crop = "null" if config.data.crop is None else f"[{config.data.crop[0]}, {config.data.crop[1]}]"
     return (
@@ -202,21 +200,20 @@ def world_overrides(recipe: str, train: str | None = None) -> tuple[str, ...]:
 
 def labelled_only(spec: str) -> str:
     """``spec`` reduced to its labelled items (``unlabelled=drop``), or ``spec`` when every item has labels."""
-    from depthkd.data.spec import parse_spec
+    from depthkd.data.spec import parse_spec, with_params
 
-    return f"{spec}&unlabelled=drop" if "labels" in parse_spec(spec).params else spec
+    return with_params(spec, unlabelled="drop") if "labels" in parse_spec(spec).params else spec
 
 
 def setting_contenders(setting: Setting, train: str | None = None) -> dict[str, tuple[Contender, str | None]]:
     """The contenders of a setting (row key -> contender and its teacher, ``None`` for the student alone).
 
     The student alone on the sensor's ground truth, TIE-KD as the paper runs it (teacher only) and with
-    the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth (both with ground truth). The teacher of every distilled row is the setting's; ``train`` replaces
-    the recipe's training set (the rendered folder, or a smaller set for a smoke run). Where only part
-    of the images have labels (``label-scarce``), the student alone trains on the labelled ones and every
-    other row on all images, with the labels where they exist."""
-    from depthkd.config import load_recipe
-
+    the ground truth, response KD (SSIM, SI, MSE), feature KD and DisDepth (both with ground truth). The
+    teacher of every distilled row is the setting's; ``train`` replaces the recipe's training set (the
+    rendered folder, or a smaller set for a smoke run). Where only part of the images have labels
+    (``label-scarce``), the student alone trains on the labelled ones and every other row on all images,
+    with the labels where they exist."""
     config = load_recipe(setting.recipe)
     teacher = config.teacher.spec
     recipe = setting.recipe
@@ -265,7 +262,6 @@ def train_contender(
     """Train one row and score its exported student on the budget's test set (under the recipe's
     ``eval.protocol``)."""
     from depthkd.engine import run_recipe
-    from depthkd.evaluate import evaluate
     from depthkd.models import load_student
 
     config = contender_recipe(contender, budget, seed, runs_root, extra_overrides)
@@ -273,12 +269,12 @@ def train_contender(
     result = run_recipe(config)
     seconds = time.perf_counter() - started
     assert result.student_path is not None and result.metrics is not None  # single process, test set given
-    metrics = result.metrics
-    if budget.val is not None:  # validated elsewhere: score on the test set now
-        metrics = evaluate(str(result.student_path), budget.test, protocol=config.eval.protocol, batch_size=8).metrics
+    # Validated elsewhere: score on the test set now (the recipe's protocol and the extra ones, in one pass).
+    protocols = [config.eval.protocol] if budget.val is not None else []
+    scores = score_on_test(str(result.student_path), budget.test, [*protocols, *budget.also_protocols])
+    metrics = scores[config.eval.protocol] if budget.val is not None else result.metrics
+    by_protocol = {protocol: scores[protocol] for protocol in budget.also_protocols}
     params, gmacs = model_cost(load_student(result.student_path), size)
-    by_protocol = {protocol: evaluate(str(result.student_path), budget.test, protocol=protocol, batch_size=8).metrics
-                   for protocol in budget.also_protocols}
     return RowResult(
         label=contender.label,
         method=config.method.name,
@@ -295,29 +291,39 @@ def train_contender(
     )
 
 
+def score_on_test(model: Any, test: str, protocols: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The metrics of ``model`` (a predictor or any spec ``load_predictor`` takes) on data spec ``test``
+    under each protocol, from one pass (nothing is run without a protocol)."""
+    from depthkd.data import dataset_from_spec
+    from depthkd.evaluate import evaluate_protocols
+    from depthkd.inference import load_predictor
+
+    if not protocols:
+        return {}
+    predictor = load_predictor(model) if isinstance(model, str) else model
+    results = evaluate_protocols(predictor, dataset_from_spec(test), protocols, batch_size=8, data_name=test,
+                                 description=f"scoring {predictor.spec}")
+    return {protocol: result.metrics for protocol, result in results.items()}
+
+
 def score_teacher(
     spec: str, test: str, protocol: str = "sim_indoor", size: Sequence[int] = DEFAULT_TRAIN_SIZE, label: str = "",
     also_protocols: Sequence[str] = (),
 ) -> RowResult:
     """A reference row: teacher ``spec`` scored on ``test`` (no alignment: the teachers are metric), and
     under ``also_protocols`` into ``extra["by_protocol"]``."""
-    from depthkd.data import dataset_from_spec
-    from depthkd.evaluate import evaluate_dataset
     from depthkd.inference import load_predictor
 
     started = time.perf_counter()
     predictor = load_predictor(spec)
-    result = evaluate_dataset(predictor, dataset_from_spec(test), protocol=protocol, batch_size=8, data_name=test,
-                              description=f"scoring {spec}")
-    by_protocol = {other: evaluate_dataset(predictor, dataset_from_spec(test), protocol=other, batch_size=8,
-                                           data_name=test, description=f"scoring {spec} ({other})").metrics
-                   for other in also_protocols}
+    scores = score_on_test(predictor, test, [protocol, *also_protocols])
+    by_protocol = {other: scores[other] for other in also_protocols}
     params, gmacs = model_cost(getattr(predictor.model, "model", predictor.model), size)  # the teacher's network
     return RowResult(
         label=label or f"teacher {spec}",
         method="teacher",
         seed=None,
-        metrics=result.metrics,
+        metrics=scores[protocol],
         params_m=params,
         gmacs=gmacs,
         seconds=time.perf_counter() - started,

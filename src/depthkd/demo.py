@@ -97,13 +97,6 @@ full took 16.5 min with one torch thread while a benchmark used the other core (
 ``kitti-like`` budget is too small for its TIE-KD student to learn much and takes longer than 15 min."""
 
 
-def with_count(spec: str, num: int) -> str:
-    """``spec`` (a ``sim:`` spec with ``num=``) holding its first ``num`` scenes."""
-    head, _, query = spec.partition("?")
-    parts = [f"num={num}" if part.startswith("num=") else part for part in query.split("&")]
-    return f"{head}?{'&'.join(parts)}"
-
-
 SENSOR_NAMES = {"lidar": "LiDAR", "lidar_annotated": "annotated LiDAR", "kinect": "Kinect",
                 "kinect_filled": "filled Kinect"}
 
@@ -113,9 +106,10 @@ def predict_samples(paths: dict[str, str], test: str, count: int, sensor: str | 
     """RGB, ground truth and every model's prediction for the first ``count`` test images; with a
     ``sensor``, what that sensor measures of the same scenes beside their exact depth."""
     from depthkd.data import dataset_from_spec
+    from depthkd.data.spec import with_params
     from depthkd.inference import load_predictor
 
-    dataset = dataset_from_spec(f"{test}&gt={sensor}" if sensor and sensor != "dense" else test)
+    dataset = dataset_from_spec(with_params(test, gt=sensor) if sensor and sensor != "dense" else test)
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     images = torch.stack([item["image"] for item in items])
     columns = {name: load_predictor(spec)(images).float().cpu() for name, spec in paths.items()}
@@ -335,14 +329,15 @@ def run_demo(
 
     from depthkd.config import load_recipe
     from depthkd.data import dataset_from_spec
+    from depthkd.data.spec import with_params
     from depthkd.sim.writer import render_spec_once
 
     recipe = load_recipe(world.recipe)
     teacher = teacher or recipe.teacher.spec
     log.info("rendering %d training scenes with %s labels", settings.train_images, world.sensor)
-    train, val = (render_spec_once(with_count(spec, num), out / "data")
+    train, val = (render_spec_once(with_params(spec, num=num), out / "data")
                   for spec, num in ((recipe.data.train, settings.train_images), (recipe.data.val, settings.val_images)))
-    test = with_count(world.test, settings.test_images)
+    test = with_params(world.test, num=settings.test_images)
     budget = Budget(train=train, test=test, steps=steps, val=val)
     contenders = setting_contenders(world, train)
     student_set = [f"student.backbone={student}", f"teacher.spec={teacher}"]
@@ -384,10 +379,10 @@ def run_demo(
     info = {
         "setting": setting, "why": world.why, "sensor": world.sensor, "recipe": world.recipe,
         "teacher": teacher, "student": student, "method": method, "steps": steps, "batch_size": budget.batch_size,
-        "train": with_count(recipe.data.train, settings.train_images), "train_images": settings.train_images,
+        "train": with_params(recipe.data.train, num=settings.train_images), "train_images": settings.train_images,
         "labelled": (f"{labelled} of them with labels, the others images only" if labelled is not None
                      else f"every one with {SENSOR_NAMES.get(world.sensor, world.sensor)} labels"),
-        "init_encoder": recipe.student.init_encoder, "val": with_count(recipe.data.val, settings.val_images),
+        "init_encoder": recipe.student.init_encoder, "val": with_params(recipe.data.val, num=settings.val_images),
         "test": test, "test_images": settings.test_images, "size": list(world.size), "protocol": protocol,
         "seed": seed, "latency": latency, "threads": 2, "command": command, "machine": machine_description(),
         "minutes": (time.perf_counter() - started) / 60.0,

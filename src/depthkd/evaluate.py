@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,34 @@ def evaluate_dataset(
     description: str = "evaluate",
 ) -> EvaluationResult:
     """Run ``predictor`` over ``dataset`` (items with ``image`` and ``depth``) and score it per image."""
+    return evaluate_protocols(
+        predictor, dataset, (protocol,), align=align, flip_tta=flip_tta, batch_size=batch_size,
+        num_workers=num_workers, device=device, min_depth=min_depth, max_depth=max_depth, data_name=data_name,
+        description=description,
+    )[protocol]
+
+
+def evaluate_protocols(
+    predictor: DepthPredictor,
+    dataset: Any,
+    protocols: Sequence[str],
+    align: str = "none",
+    flip_tta: bool = False,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    data_name: str = "",
+    description: str = "evaluate",
+) -> dict[str, EvaluationResult]:
+    """:func:`evaluate_dataset` under several protocols at once: one pass over the data and the model,
+    one result per protocol (``seconds`` is the pass's)."""
     check_alignment(predictor.kind, align, predictor.spec)
-    accumulator = MetricAccumulator(protocol=protocol, align=align, min_depth=min_depth, max_depth=max_depth)
+    accumulators = {
+        protocol: MetricAccumulator(protocol=protocol, align=align, min_depth=min_depth, max_depth=max_depth)
+        for protocol in dict.fromkeys(protocols)
+    }
     from depthkd.data import collate
 
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
@@ -117,22 +144,27 @@ def evaluate_dataset(
         images = batch["image"].to(device)
         pred = predictor(images, names=batch.get("name"), flip=flip_tta).float().cpu()
         for i, name in enumerate(batch["name"]):
-            accumulator.update(pred[i], batch["depth"][i], name=name)
-    summary = accumulator.summary()
-    return EvaluationResult(
-        model=predictor.spec,
-        data=data_name,
-        protocol=protocol,
-        align=align,
-        label=protocol_label(protocol, align, gt_crop=_gt_crop_label(dataset)),
-        flip_tta=flip_tta,
-        count=summary["count"],
-        skipped=list(summary["skipped"]),
-        metrics=dict(summary["metrics"]),
-        scale_mean=summary.get("scale_mean"),
-        scale_std=summary.get("scale_std"),
-        seconds=time.perf_counter() - start,
-    )
+            for accumulator in accumulators.values():
+                accumulator.update(pred[i], batch["depth"][i], name=name)
+    seconds = time.perf_counter() - start
+    results = {}
+    for protocol, accumulator in accumulators.items():
+        summary = accumulator.summary()
+        results[protocol] = EvaluationResult(
+            model=predictor.spec,
+            data=data_name,
+            protocol=protocol,
+            align=align,
+            label=protocol_label(protocol, align, gt_crop=_gt_crop_label(dataset)),
+            flip_tta=flip_tta,
+            count=summary["count"],
+            skipped=list(summary["skipped"]),
+            metrics=dict(summary["metrics"]),
+            scale_mean=summary.get("scale_mean"),
+            scale_std=summary.get("scale_std"),
+            seconds=seconds,
+        )
+    return results
 
 
 def evaluate(

@@ -47,6 +47,22 @@ def test_evaluate_student_matches_direct_metrics(tmp_path: Path, student_file: P
     assert result.label.startswith("nyu (Eigen crop")
 
 
+def test_one_pass_under_several_protocols_equals_one_pass_each(tmp_path: Path, student_file: Path) -> None:
+    from depthkd.data import dataset_from_spec
+    from depthkd.evaluate import evaluate_protocols
+    from depthkd.inference import load_predictor
+
+    tree = write_nyu_list_tree(tmp_path / "nyu", n=2)
+    spec = f"nyu-list:{tree.list_file}?root={tree.root}"
+    both = evaluate_protocols(load_predictor(str(student_file)), dataset_from_spec(spec), ["nyu", "sim_indoor"])
+    assert list(both) == ["nyu", "sim_indoor"] and both["nyu"].metrics != both["sim_indoor"].metrics
+    for protocol, result in both.items():
+        alone = evaluate(str(student_file), spec, protocol=protocol)
+        assert result.label == alone.label and result.count == alone.count
+        for key in METRIC_KEYS:
+            assert result.metrics[key] == pytest.approx(alone.metrics[key], rel=1e-12), (protocol, key)
+
+
 def test_evaluate_cli_writes_json_with_protocol(tmp_path: Path, student_file: Path, capsys) -> None:
     root = write_paired_folder(tmp_path / "pairs", n=2, h=32, w=48).root
     out = tmp_path / "result.json"

@@ -102,3 +102,13 @@ def test_allow_missing_in_spec(tmp_path):
     tree.depth[0].unlink()
     dataset = dataset_from_spec(f"folder:{tmp_path}?allow_missing=1")
     assert len(dataset) == 1 and dataset.num_missing == 1
+
+
+def test_with_params_replaces_in_place_appends_and_refuses_unknown_keys():
+    from depthkd.data.spec import with_params
+
+    assert with_params("sim:indoor?num=256&size=128x160&seed=9", num=64) == "sim:indoor?num=64&size=128x160&seed=9"
+    assert with_params("folder:data/x?labels=0.05", unlabelled="drop") == "folder:data/x?labels=0.05&unlabelled=drop"
+    assert with_params("folder:data/x", labels=3) == "folder:data/x?labels=3"
+    with pytest.raises(ConfigError, match="unknown parameter 'nope' for folder:"):
+        with_params("folder:data/x", nope=1)

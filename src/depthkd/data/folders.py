@@ -9,7 +9,6 @@ Item names are the image path relative to its folder without the extension, so `
 from __future__ import annotations
 
 import json
-
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -185,6 +185,17 @@ def image_source(spec: str) -> str:
     return f"{parsed.scheme}:{parsed.path}" + (f"?{query}" if query else "")
 
 
+def with_params(spec: str, **values: object) -> str:
+    """``spec`` with parameters set: an existing one replaced where it stands, a new one appended, e.g.
+    ``with_params("sim:indoor?num=256&seed=9", num=64)`` is ``"sim:indoor?num=64&seed=9"``."""
+    parsed = parse_spec(spec)
+    params = {**parsed.params, **{key: str(value) for key, value in values.items()}}
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    text = f"{parsed.scheme}:{parsed.path}" + (f"?{query}" if query else "")
+    parse_spec(text)  # a parameter the scheme does not take is refused here, by name
+    return text
+
+
 def dataset_from_spec(
     spec: str, transform: Transform | None = None, allow_missing: bool | None = None
 ) -> Dataset:

@@ -68,7 +68,8 @@ def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> 
     """
     path = Path(path)
     config = read_student_config(path)
-    config.pretrained_path = config.init_weights = config.init_encoder = None  # the checkpoint already holds every weight
+    # The checkpoint already holds every weight.
+    config.pretrained_path = config.init_weights = config.init_encoder = None
     model = DepthStudent(config)
     state = load_file(str(path), device=str(torch.device(map_location)))
     try:

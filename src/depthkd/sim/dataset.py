@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from depthkd.errors import ConfigError
 from depthkd.sim.domains import check_ground_truth, sample_scene
-from depthkd.sim.render import check_size, render_scenes
+from depthkd.sim.render import DEFAULT_SIZE, check_size, render_scenes
 
 Item = dict[str, Any]
 
@@ -125,7 +125,7 @@ class SimDataset(Dataset):
         self,
         domain: str = "indoor",
         length: int | None = 1000,
-        size: tuple[int, int] = (240, 320),
+        size: tuple[int, int] = DEFAULT_SIZE,
         seed: int = 0,
         transform: Callable[[Item], Item] | None = None,
         batch_render: int = 1,
@@ -169,7 +169,7 @@ class SimStream(IterableDataset):
     def __init__(
         self,
         domain: str = "indoor",
-        size: tuple[int, int] = (240, 320),
+        size: tuple[int, int] = DEFAULT_SIZE,
         seed: int = 0,
         transform: Callable[[Item], Item] | None = None,
         batch_render: int = 8,

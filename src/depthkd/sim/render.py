@@ -229,10 +229,14 @@ def _render_chunk(batch: S.SceneBatch, grid: TileGrid, shadows: bool, gt: str = 
     }
 
 
+DEFAULT_SIZE: tuple[int, int] = (240, 320)
+"""Image size ``(H, W)`` when none is given (a ``sim:`` spec without ``size=``, the datasets, previews)."""
+
+
 def render_batch(
     domain: str = "indoor",
     batch_size: int = 8,
-    size: tuple[int, int] = (240, 320),
+    size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
     device: torch.device | str = "cpu",
     *,

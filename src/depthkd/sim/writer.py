@@ -32,7 +32,7 @@ from depthkd.errors import ConfigError
 from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
 from depthkd.progress import track
 from depthkd.sim.domains import DOMAINS, check_ground_truth, get_domain
-from depthkd.sim.render import check_size, render_batch
+from depthkd.sim.render import DEFAULT_SIZE, check_size, render_batch
 from depthkd.sim.scene import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def write_preview(
     out_path: str | Path,
     domains: Sequence[str] = DOMAINS,
     n: int = 4,
-    size: tuple[int, int] = (240, 320),
+    size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> Path:
@@ -253,7 +253,7 @@ def render_spec_once(spec: str, root: str | Path, batch_size: int = 8) -> str:
     render of the same scenes and ground truth is reused; an unfinished one is rendered again. The label
     parameters (``labels=``, ``labels_seed=``) carry over to the returned spec.
     """
-    from depthkd.data.spec import parse_spec
+    from depthkd.data.spec import parse_size, parse_spec
 
     parsed = parse_spec(spec)
     if parsed.scheme != "sim":
@@ -264,7 +264,7 @@ def render_spec_once(spec: str, root: str | Path, batch_size: int = 8) -> str:
     if "num" not in params:
         raise ConfigError(f"render_spec_once: {spec!r} has no num= (an endless stream cannot be rendered once)")
     num, seed, gt = int(params.pop("num")), int(params.pop("seed", 0)), params.pop("gt", "dense")
-    size = check_size(tuple(int(v) for v in params.pop("size", "128x160").split("x")))
+    size = check_size(parse_size(params.pop("size"), "size") if "size" in params else DEFAULT_SIZE)
     params.pop("batch_render", None)
     wanted = {"domain": parsed.path, "num": num, "size": list(size), "seed": seed, "gt": gt}
     folder = Path(root) / f"{parsed.path}-{num}-{size[0]}x{size[1]}-seed{seed}-{gt}"
