@@ -434,3 +434,21 @@ def test_matches_numpy_reference(seed, protocol, align, half_size_pred):
     got = compute_metrics(pred, gt, protocol, align=align, min_depth=lo, max_depth=hi)
     expected = ref_metrics(pred, gt, protocol, align, lo, hi)
     assert_metrics_close(got, expected, rel=1e-7, abs_=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_caps_are_tested_in_the_ground_truths_own_precision_as_bts_does(dtype):
+    """BTS's ``eval.py`` masks ``gt > min_depth_eval`` on the array it read (float32 from a PNG / 1000):
+    a float32 pixel equal to float32(1e-3) is dropped, although its float64 value is above 1e-3."""
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.5, 9.0, (48, 64)).astype(dtype)
+    gt.flat[:10] = dtype(1e-3)  # NYU's 1 mm, ten times
+    pred = rng.uniform(0.5, 9.0, (48, 64)).astype(dtype)
+    pred.flat[:10] = 9.0  # far off: a large error where such a pixel counted
+    bts_mask = np.logical_and(gt > 1e-3, gt < 10.0)
+    g, p = gt[bts_mask].astype(np.float64), pred[bts_mask].astype(np.float64)
+    assert bts_mask.sum() == gt.size - 10
+    got = compute_metrics(pred, gt, "sim_indoor")
+    assert got["sq_rel"] == pytest.approx(np.mean((g - p) ** 2 / g), rel=1e-9)
+    assert got["abs_rel"] == pytest.approx(np.mean(np.abs(g - p) / g), rel=1e-9)
+    assert bool(valid_mask(torch.from_numpy(gt), "sim_indoor").sum() == bts_mask.sum())

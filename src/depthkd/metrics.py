@@ -356,17 +356,20 @@ def align_depth(
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def _as_image(x: ArrayLike, what: str) -> torch.Tensor:
-    """One image as a detached float64 ``(H,W)`` tensor (from ``(H,W)``, ``(1,H,W)`` or ``(1,1,H,W)``)."""
+def _as_image(x: ArrayLike, what: str, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
+    """One image as a detached ``(H,W)`` tensor (from ``(H,W)``, ``(1,H,W)`` or ``(1,1,H,W)``), in float64
+    or, with ``dtype=None``, in its own dtype."""
     t = torch.as_tensor(x).detach()
     while t.ndim > 2 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 2:
         shape = tuple(torch.as_tensor(x).shape)
         raise DataError(f"{what} must be one image (H,W) or (1,H,W), got shape {shape}")
+    if dtype is None:
+        return t
     if t.device.type == "mps":  # no float64 there
         t = t.cpu()
-    return t.to(torch.float64)
+    return t.to(dtype)
 
 
 def _depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
@@ -401,10 +404,14 @@ def evaluate_image(
     proto = get_protocol(protocol)
     _check_alignment(align)
     low, high = resolve_caps(proto, min_depth, max_depth)
-    gt_t = _as_image(gt, "ground truth")
+    # The caps are tested in the ground truth's own precision, as every reference does: a float32 pixel
+    # equal to float32(1e-3) is not above a 1e-3 cap, though its float64 value is.
+    gt_own = _as_image(gt, "ground truth", dtype=None)
+    mask = valid_mask(gt_own, proto, low, high)
+    gt_t = _as_image(gt_own, "ground truth")
+    mask = mask.to(gt_t.device)
     pred_t = _as_image(pred, "prediction").to(gt_t.device)
     pred_t = resize_to(pred_t, gt_t.shape)
-    mask = valid_mask(gt_t, proto, low, high)
     if not bool(mask.any()):
         raise NoValidPixelsError(
             f"no valid ground-truth pixel under protocol {proto.name!r} ({low:g} < depth < {high:g} m, "

@@ -73,3 +73,30 @@ def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, actual[name]), name
+
+
+class _Payload:
+    """Unpickling this touches a marker file: the stand-in for code a crafted checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_a_crafted_or_truncated_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
+    from depthkd.engine.run import checkpoint_stage
+    from depthkd.errors import DataError
+
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, crafted)
+    with pytest.raises(DataError, match="crafted.ckpt holds pickled objects.*unpickling can run code"):
+        checkpoint_stage(crafted)
+    assert not marker.exists()
+    truncated = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(DataError, match="last.ckpt is not a readable checkpoint"):
+        checkpoint_stage(truncated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -67,3 +68,61 @@ def test_torch_export_program_with_dynamic_batch(tmp_path):
     torch.testing.assert_close(teacher(torch.full((3, 3, 32, 48), 0.75)).depth, torch.full((3, 1, 32, 48), 3.0))
     with pytest.raises(ModelError, match=r"failed on input \(1, 3, 8, 8\)"):
         load_teacher(f"torch:{tmp_path / 'model.pt2'}")(torch.rand(1, 3, 8, 8))
+
+
+class _Payload:
+    """Unpickling this touches a marker file: the stand-in for code a crafted file would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def _pt2_with_payload(tmp_path, marker):
+    """A valid ``.pt2`` whose sample inputs are replaced by a pickle payload."""
+    import io
+    import zipfile
+
+    program = torch.export.export(nn.Conv2d(3, 1, 1), (torch.rand(1, 3, 8, 8),))
+    clean = tmp_path / "clean.pt2"
+    torch.export.save(program, str(clean))
+    payload = io.BytesIO()
+    torch.save((_Payload(marker),), payload)
+    crafted = tmp_path / "crafted.pt2"
+    with zipfile.ZipFile(clean) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for info in src.infolist():
+            data = payload.getvalue() if info.filename.endswith("sample_inputs/model.pt") else src.read(info)
+            dst.writestr(info, data)
+    return crafted
+
+
+def test_pt2_with_a_pickle_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    crafted = _pt2_with_payload(tmp_path, marker)
+    with pytest.raises(ModelError, match="crafted.pt2.*unpickling can run code"):
+        load_teacher(f"torch:{crafted}")
+    assert not marker.exists()
+    import os
+
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # restored after the load
+    # The payload is live: torch's own loader runs it (and may fail afterwards, logging the fallback).
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        torch.export.load(str(crafted))
+    assert marker.exists()
+
+
+def test_pt2_with_opaque_python_objects_is_refused(tmp_path):
+    import zipfile
+
+    from torch.export.pt2_archive.constants import OPAQUE_OBJ_FILENAME_PREFIX
+
+    program = torch.export.export(nn.Conv2d(3, 1, 1), (torch.rand(1, 3, 8, 8),))
+    path = tmp_path / "opaque.pt2"
+    torch.export.save(program, str(path))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(f"opaque/data/constants/{OPAQUE_OBJ_FILENAME_PREFIX}0", b"\x80\x04N.")
+    with pytest.raises(ModelError, match="opaque.pt2 holds pickled Python objects"):
+        load_teacher(f"torch:{path}")

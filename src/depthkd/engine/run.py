@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -356,8 +357,16 @@ class RecipeData:
 
 def checkpoint_stage(path: Path) -> int:
     """The stage index recorded in an engine checkpoint."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get(CHECKPOINT_KEY)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            f"{path} holds pickled objects beyond tensors and plain containers; depthkd does not load them "
+            f"(unpickling can run code): {str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, OSError, EOFError) as err:
+        raise DataError(f"{path} is not a readable checkpoint (truncated or not a torch file?): {err}") from err
+    state = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if state is None:
         raise DataError(f"{path} is not a depthkd training checkpoint (no '{CHECKPOINT_KEY}' record)")
     return int(state["stage_index"])

@@ -8,14 +8,19 @@ with ``kind=``; their input preparation comes from ``mean``/``std``/``size``/``s
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
 import warnings
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.export.pt2_archive.constants import OPAQUE_OBJ_FILENAME_PREFIX
 
 from depthkd.errors import ModelError
 from depthkd.models.outputs import TeacherOutput
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_SUFFIX = ".pt2"
 STUDENT_SUFFIX = ".safetensors"
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 
 
 class StudentTeacher(Teacher):
@@ -136,11 +142,59 @@ class ScriptedTeacher(Teacher):
         return TeacherOutput(depth=depth, kind=self.kind)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """Make every ``torch.load`` inside the block weights-only, even one that asks for full unpickling.
+
+    ``torch.export.load`` reads pickled weights, constants and sample inputs with ``weights_only=False``
+    (sample inputs after a safe attempt fails), so a crafted ``.pt2`` runs code. torch honours
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` over the call's own argument; the previous value is restored."""
+    previous = os.environ.get(FORCE_WEIGHTS_ONLY)
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(FORCE_WEIGHTS_ONLY, None)
+        else:
+            os.environ[FORCE_WEIGHTS_ONLY] = previous
+
+
+def _refuse_python_objects(path: Path) -> None:
+    """Refuse a ``.pt2`` archive that holds opaque Python objects: torch reads them with plain
+    ``pickle.loads``, which no setting makes safe."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ModelError(f"{path} is not a torch.export program (.pt2 is a zip archive): {err}") from err
+    opaque = [name for name in names if Path(name).name.startswith(OPAQUE_OBJ_FILENAME_PREFIX)]
+    if opaque:
+        raise ModelError(
+            f"{path} holds pickled Python objects ({', '.join(opaque[:3])}); depthkd does not unpickle files "
+            "it is handed (unpickling can run code): export the model without opaque objects"
+        )
+
+
+def _load_exported_program(path: Path, device: torch.device) -> nn.Module:
+    """Load a ``.pt2`` exported program without unpickling anything but tensors and plain containers."""
+    _refuse_python_objects(path)
+    try:
+        with _weights_only_torch_load():
+            program = torch.export.load(str(path))
+    except pickle.UnpicklingError as err:
+        raise ModelError(
+            f"{path} holds pickled data beyond tensors and plain containers, which depthkd does not load "
+            f"(unpickling can run code): {str(err).splitlines()[0]}"
+        ) from err
+    return program.module().to(device)
+
+
 def _load_module(path: Path, device: torch.device) -> nn.Module:
     """Load a ``.pt2`` exported program or a TorchScript file onto ``device``."""
     try:
         if path.suffix == EXPORT_SUFFIX:
-            return torch.export.load(str(path)).module().to(device)
+            return _load_exported_program(path, device)
         with warnings.catch_warnings():  # TorchScript is deprecated upstream but still the common format
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location=device)
