@@ -52,3 +52,30 @@ def test_render_spec_once_writes_a_folder_once_with_the_same_scenes(tmp_path):
     assert render_spec_once("folder:somewhere", tmp_path) == "folder:somewhere"
     with pytest.raises(ConfigError, match="joins several domains"):
         render_spec_once("sim:ood_shapes+ood_clutter?num=2", tmp_path)
+
+
+def test_render_spec_once_renders_once_when_two_runs_share_the_work_folder(tmp_path, monkeypatch):
+    """Two benchmark rows started side by side on one work folder: the second waits for the first render
+    and reuses it rather than clearing the files the first is writing."""
+    import threading
+    import time
+
+    from depthkd.sim import writer
+
+    real_write, calls = writer.write_dataset, []
+
+    def slow_write(*args, **kwargs):
+        calls.append(args[0])
+        time.sleep(0.5)  # long enough for the other run to look for the marker meanwhile
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "write_dataset", slow_write)
+    spec = "sim:indoor?num=2&size=32x32&seed=3"
+    results: list[str] = []
+    runs = [threading.Thread(target=lambda: results.append(writer.render_spec_once(spec, tmp_path)))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(calls) == 1 and len(set(results)) == 1

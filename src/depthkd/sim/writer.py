@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from PIL import Image, ImageDraw, ImageFont
 
 from depthkd.errors import ConfigError
@@ -269,9 +270,13 @@ def render_spec_once(spec: str, root: str | Path, batch_size: int = 8) -> str:
     wanted = {"domain": parsed.path, "num": num, "size": list(size), "seed": seed, "gt": gt}
     folder = Path(root) / f"{parsed.path}-{num}-{size[0]}x{size[1]}-seed{seed}-{gt}"
     marker = folder / "rendered.json"
-    if not (marker.is_file() and json.loads(marker.read_text()) == wanted):
-        marker.unlink(missing_ok=True)
-        write_dataset(folder, parsed.path, num, size, seed=seed, gt=gt, batch_size=batch_size, overwrite=True)
-        marker.write_text(json.dumps(wanted))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs sharing a work folder (two benchmark rows started side by side) render it once: the second
+    # waits for the first and then finds the finished marker instead of clearing files being written.
+    with FileLock(folder.parent / f".{folder.name}.lock"):
+        if not (marker.is_file() and json.loads(marker.read_text()) == wanted):
+            marker.unlink(missing_ok=True)
+            write_dataset(folder, parsed.path, num, size, seed=seed, gt=gt, batch_size=batch_size, overwrite=True)
+            marker.write_text(json.dumps(wanted))
     query = "&".join(f"{k}={v}" for k, v in params.items())
     return f"folder:{folder}" + (f"?{query}" if query else "")
