@@ -54,11 +54,12 @@ def write_rgb(path: PathLike, image: torch.Tensor | np.ndarray) -> None:
     Image.fromarray(array).save(path)
 
 
-def read_depth(path: PathLike, scale: float = 1000.0) -> torch.Tensor:
+def read_depth(path: PathLike, scale: float = 1000.0, signed: bool = False) -> torch.Tensor:
     """Read a depth map as float32 ``(1,H,W)`` metres.
 
     ``.png``: 16-bit integers divided by ``scale``; ``.npy``: float metres, used as is.
-    Raises :class:`DataError` for a missing or undecodable file, an 8-bit PNG, or NaN values.
+    Raises :class:`DataError` for a missing or undecodable file, an 8-bit PNG, NaN or infinite values,
+    or negative ones unless ``signed`` (relative disparity may be negative; depth in metres may not).
     """
     path = _require_file(path, "depth map")
     if path.suffix.lower() == ".npy":
@@ -79,6 +80,11 @@ def read_depth(path: PathLike, scale: float = 1000.0) -> torch.Tensor:
         array = array.astype(np.float32) / float(scale)
     if np.isnan(array).any():
         raise DataError(f"depth map {path} contains NaN values; expected metres with 0 for missing")
+    if np.isinf(array).any():
+        raise DataError(f"depth map {path} contains infinite values; expected metres with 0 for missing")
+    if not signed and (array < 0).any():
+        raise DataError(f"depth map {path} contains negative values (min {float(array.min()):.4g}); "
+                        "expected metres with 0 for missing")
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
 
 

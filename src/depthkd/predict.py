@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from depthkd.progress import track
 
 log = logging.getLogger(__name__)
 
+PNG_MAX = 65535
+#: Folders beside ``rgb/`` that mark a paired dataset's root (``depthkd simulate``'s layout).
+DATASET_FOLDERS = ("depth", "depth_dense", "instances", "classes")
+
 
 @dataclass
 class PredictionSummary:
@@ -32,6 +37,25 @@ class PredictionSummary:
     count: int
     kind: str
     scale: float
+
+
+def images_root(folder: Path) -> Path:
+    """``folder``, or its ``rgb/`` when ``folder`` is a paired dataset's root: its depth and label PNGs
+    are not photos to predict on."""
+    if (folder / "rgb").is_dir() and any((folder / sub).is_dir() for sub in DATASET_FOLDERS):
+        log.info("%s is a dataset folder: predicting on its images in %s", folder, folder / "rgb")
+        return folder / "rgb"
+    return folder
+
+
+def check_fits_png(depth: torch.Tensor, scale: float, name: str) -> None:
+    """Refuse depth a 16-bit PNG at ``scale`` cannot hold (it would saturate at 65535 and read back wrong)."""
+    peak = float(depth.max())
+    if peak * scale > PNG_MAX:
+        raise ConfigError(
+            f"the prediction for {name!r} reaches {peak:.3g} m, beyond what a 16-bit PNG at --scale {scale:g} "
+            f"holds ({PNG_MAX / scale:.3g} m): use --scale {math.floor(PNG_MAX / peak)} or less, or --format npy"
+        )
 
 
 def predict_folder(
@@ -47,19 +71,23 @@ def predict_folder(
 
     Args:
         model: a student checkpoint or a teacher spec (see :func:`depthkd.inference.load_predictor`).
-        scale: 16-bit PNG scale (1000 = millimetres; 256 = KITTI convention).
+        input_dir: a folder of images, or a paired dataset's root (its ``rgb/`` is used).
+        scale: 16-bit PNG scale (1000 = millimetres; 256 = KITTI convention); depth beyond
+            ``65535 / scale`` metres is an error naming the image, not a saturated pixel.
         fmt: ``png`` (16-bit, metric outputs) or ``npy`` (float32, any output kind, lossless).
     """
     from depthkd.data import ImageFolder
 
     if fmt not in ("png", "npy"):
         raise ConfigError(f"unknown prediction format {fmt!r}; expected 'png' or 'npy'")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"--scale {scale}: expected a positive number of PNG units per metre (1000 = mm)")
     predictor = load_predictor(model, device=device)
     if fmt == "png" and predictor.kind != "metric_depth":
         raise ConfigError(
             f"{model} outputs {predictor.kind}, which is not metres: use --format npy to save it losslessly"
         )
-    dataset = ImageFolder(input_dir)
+    dataset = ImageFolder(images_root(Path(input_dir)))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for item in track(dataset, "predict"):
@@ -67,6 +95,7 @@ def predict_folder(
         depth = predictor(images, names=[item["name"]], flip=flip_tta)[0, 0].float().cpu()
         name = item["name"]  # relative path without extension: names may contain dots
         if fmt == "png":
+            check_fits_png(depth, scale, name)
             write_depth_png(out / f"{name}.png", depth, scale=scale)
         else:
             (out / name).parent.mkdir(parents=True, exist_ok=True)

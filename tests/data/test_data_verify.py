@@ -70,7 +70,8 @@ def test_decode_errors_name_the_file_and_the_rest_is_checked(tmp_path):
     bad[0, 0] = -1.0
     np.save(tree.depth[2], bad)
     report = verify_dataset(f"folder:{tmp_path}")
-    assert not report.ok and report.decoded == 2 and len(report.errors) == 2
+    # Negative depth no longer decodes at all (read_depth refuses it, naming the file).
+    assert not report.ok and report.decoded == 1 and len(report.errors) == 2
     assert str(tree.rgb[1]) in report.errors[0]
     assert "img_003" in report.errors[1] and "negative" in report.errors[1]
 

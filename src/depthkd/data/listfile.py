@@ -197,6 +197,9 @@ class PairListDataset(FilePairDataset):
         entries = read_list_file(self.list_file)
         self.num_lines = len(entries)
         labeled = [entry for entry in entries if entry.depth is not None]
+        if not labeled:
+            raise DataError(f"list file {self.list_file} names no image with depth ({self.num_lines} line(s)); "
+                            "expected lines '<rgb path> <depth path> [focal]'")
         self.num_skipped = self.num_lines - len(labeled)
         if self.num_skipped:
             logger.info("%s: skipped %d line(s) without ground truth", self.list_file, self.num_skipped)

@@ -140,7 +140,7 @@ def _check_count(dataset: Dataset, report: VerifyReport) -> None:
         else:
             report.errors.append(
                 f"NYU {dataset.split} split has {labeled} images; the official splits.mat gives {known} "
-                "(pass expected= for a custom split file)"
+                "(for a custom split file, pass --expected N; in Python, expected=N)"
             )
     elif isinstance(dataset, KittiEigen):
         _check_kitti_count(labeled, report)
@@ -151,7 +151,7 @@ def _check_count(dataset: Dataset, report: VerifyReport) -> None:
         else:
             report.warnings.append(
                 f"{report.num_lines} lines match no known NYU list ({NYU_LIST_SIZES}); "
-                "pass expected= to check the count"
+                "pass --expected N (Python: expected=N) to check the count"
             )
 
 
@@ -172,7 +172,7 @@ def _check_kitti_count(labeled: int, report: VerifyReport) -> None:
     else:
         report.warnings.append(
             f"{report.num_lines} lines match no known KITTI list (Eigen test {EIGEN_TEST_LINES}, "
-            f"train {EIGEN_TRAIN_LINES}); pass expected= to check the count"
+            f"train {EIGEN_TRAIN_LINES}); pass --expected N (Python: expected=N) to check the count"
         )
 
 

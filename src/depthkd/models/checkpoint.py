@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -34,8 +35,16 @@ def save_student(model: DepthStudent, path: str | Path) -> Path:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {FORMAT_KEY: FORMAT_VALUE, CONFIG_KEY: json.dumps(model.config.to_dict())}
     save_file(tensors, str(path), metadata=metadata)
+    path.chmod(0o666 & ~_umask())  # safetensors writes 0600; a student is shared like any other output
     log.info("saved student (%s, %s head) to %s", model.config.backbone, model.config.head, path)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_student_config(path: str | Path) -> StudentConfig:
@@ -64,7 +73,8 @@ def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> 
     """Rebuild the student saved at ``path`` and load its weights onto ``map_location``.
 
     The model is returned in eval mode. Raises :class:`ModelError` for a missing file, a file that is
-    not a student checkpoint, or weights that do not match the stored config.
+    not a student checkpoint, weights that do not match the stored config, or NaN/infinite weights (a
+    diverged run: every prediction would be NaN or garbage, silently).
     """
     path = Path(path)
     config = read_student_config(path)
@@ -72,6 +82,10 @@ def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> 
     config.pretrained_path = config.init_weights = config.init_encoder = None
     model = DepthStudent(config)
     state = load_file(str(path), device=str(torch.device(map_location)))
+    broken = [key for key, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise ModelError(f"{path} holds NaN or infinite weights in {len(broken)} tensor(s), e.g. {broken[0]!r}: "
+                         "the run that wrote it diverged; use an earlier checkpoint")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -200,6 +200,10 @@ class Teacher(nn.Module):
                 )
             if torch.isnan(depth).any():
                 raise ModelError(f"teacher {self.spec} returned NaN depth")
+            if self.kind == "metric_depth" and (torch.isinf(depth).any() or (depth < 0).any()):
+                low, high = float(depth.min()), float(depth.max())
+                raise ModelError(f"teacher {self.spec} returned metric depth outside [0, inf) (min {low:.4g}, "
+                                 f"max {high:.4g}): a metric teacher must give metres, 0 for no prediction")
         # Clone outside inference mode so the results are ordinary tensors usable in autograd graphs.
         depth = depth.to(device=out_device, dtype=torch.float32).clone()
         features = [f.to(device=out_device, dtype=torch.float32).clone() for f in output.features]

@@ -19,7 +19,7 @@ import torch
 from depthkd.errors import DataError, ModelError
 from depthkd.io import read_depth
 from depthkd.models.outputs import TeacherOutput
-from depthkd.models.teachers.base import Teacher, require_path, resize_maps, settings_hash
+from depthkd.models.teachers.base import Teacher, check_kind, require_path, resize_maps, settings_hash
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def folder_fingerprint(folder: Path) -> str:
 class PredictionsTeacher(Teacher):
     """Saved predictions behaving like a teacher: ``teacher(images, names=[...])``."""
 
-    def __init__(self, folder: Path, scale: float, kind: str, spec: str, device: str | torch.device = "cpu") -> None:
+    def __init__(self, folder: Path, scale: float | None, kind: str, spec: str,
+                 device: str | torch.device = "cpu") -> None:
         super().__init__(
             kind=kind,
             teacher_id=f"preds:{folder.name}#{folder_fingerprint(folder)}",
@@ -69,6 +70,16 @@ class PredictionsTeacher(Teacher):
         )
         self.folder = folder
         self.scale = scale
+
+    def read(self, file: Path) -> torch.Tensor:
+        """One saved map; a 16-bit PNG needs its scale declared (a guess would silently rescale every map)."""
+        if file.suffix == ".png" and self.scale is None:
+            raise DataError(
+                f"{file} is a 16-bit PNG but {self.folder} declares no scale: write {self.folder / META_FILE} "
+                'with {"scale": 1000} (millimetres) or {"scale": 256} (KITTI), or pass the scale option '
+                "(teacher.options.scale in a recipe)"
+            )
+        return read_depth(file, scale=self.scale or DEFAULT_SCALE, signed=self.kind != "metric_depth")
 
     def prediction_file(self, name: str) -> Path:
         """The file holding ``name``'s prediction, or a :class:`DataError` naming the files looked for."""
@@ -89,7 +100,7 @@ class PredictionsTeacher(Teacher):
             raise DataError(
                 f"teacher {self.spec} looks predictions up by item name: call teacher(images, names=batch['name'])"
             )
-        maps = [read_depth(self.prediction_file(name), scale=self.scale) for name in names]
+        maps = [self.read(self.prediction_file(name)) for name in names]
         depth = torch.stack([resize_maps(m[None], images.shape[-2:], "bilinear")[0] for m in maps])
         return TeacherOutput(depth=depth.to(images.device), kind=self.kind)  # type: ignore[arg-type]
 
@@ -105,15 +116,17 @@ def load_predictions_teacher(
 ) -> PredictionsTeacher:
     """Open a folder of predictions; ``scale`` (PNG units per unit of depth) and ``kind`` override meta.json.
 
-    ``kind`` defaults to ``metric_depth`` and ``scale`` to 1000 (millimetres) when neither the keyword
-    nor meta.json gives them. ``dtype`` and ``precision`` do not apply and are ignored.
+    ``kind`` defaults to ``metric_depth`` when neither the keyword nor meta.json gives it; a PNG map read
+    without a scale from either is an error naming the file (``.npy`` maps need none). ``dtype`` and
+    ``precision`` do not apply and are ignored.
     """
     folder = require_path(path, spec, directory=True)
     meta = read_meta(folder)
     unknown = sorted(set(meta) - META_KEYS)
     if unknown:
         raise DataError(f"{folder / META_FILE}: unknown keys {unknown}; expected some of {sorted(META_KEYS)}")
-    scale = float(scale if scale is not None else meta.get("scale", DEFAULT_SCALE))
-    if scale <= 0:
+    scale = scale if scale is not None else meta.get("scale")
+    if scale is not None and float(scale) <= 0:
         raise ModelError(f"teacher {spec}: PNG scale must be positive, got {scale}")
-    return PredictionsTeacher(folder, scale, kind or meta.get("kind", "metric_depth"), spec, device=device)
+    kind = check_kind(kind or meta.get("kind", "metric_depth"), spec)
+    return PredictionsTeacher(folder, None if scale is None else float(scale), kind, spec, device=device)
