@@ -1,4 +1,4 @@
-"""Golden values for the shared depth losses, computed by hand from the formulas in METHODS.md."""
+"""Golden values for the shared depth losses, computed by hand from the formulas in docs/METHODS.md."""
 
 from __future__ import annotations
 

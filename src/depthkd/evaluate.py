@@ -1,7 +1,7 @@
 """Score a model (student, teacher, or saved predictions) on a dataset under a named protocol.
 
 Every number leaves this module with the protocol and alignment names beside it, because crops, caps and
-alignment are what make depth numbers comparable or not (PROTOCOLS.md).
+alignment are what make depth numbers comparable or not (docs/PROTOCOLS.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ logs). Losses are computed in float32 with autocast disabled: log, square-root a
 lose too much precision in bf16/fp16. A batch without any valid pixel gives a zero loss that still
 belongs to the autograd graph, so a training step never sees NaN from an empty mask.
 
-Formulas follow METHODS.md ("Shared building blocks"); hand-computed values are in ``tests/test_losses.py``.
+Formulas follow docs/METHODS.md ("Shared building blocks"); hand-computed values are in ``tests/test_losses.py``.
 """
 
 from __future__ import annotations

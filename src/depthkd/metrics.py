@@ -2,7 +2,7 @@
 
 Published numbers differ silently between codebases through the crop, the depth caps, the alignment
 and the SILog convention; each is therefore named here, and :func:`protocol_label` prints the name
-beside every number. The order of operations for one image (PROTOCOLS.md) is:
+beside every number. The order of operations for one image (docs/PROTOCOLS.md) is:
 
 1. resize the prediction to the ground-truth size (bilinear, ``align_corners=False``);
 2. valid mask: ``min < gt < max`` (strict) intersected with the protocol's crop;
@@ -373,7 +373,7 @@ def _as_image(x: ArrayLike, what: str, dtype: torch.dtype | None = torch.float64
 
 
 def _depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
-    """The nine metrics of PROTOCOLS.md on matching 1-D float64 vectors of valid pixels."""
+    """The nine metrics of docs/PROTOCOLS.md on matching 1-D float64 vectors of valid pixels."""
     diff = gt - pred
     log_err = torch.log(pred) - torch.log(gt)
     mean_log, mean_sq_log = log_err.mean(), (log_err * log_err).mean()

@@ -33,7 +33,7 @@ from depthkd.errors import ConfigError, DataError
 
 @dataclass
 class MixConfig:
-    """Options of object-wise mixing (METHODS.md ``data-free`` step 2).
+    """Options of object-wise mixing (docs/METHODS.md ``data-free`` step 2).
 
     Attributes:
         k_max: most instances pasted per image; K is uniform in ``1..k_max`` (our default 4).

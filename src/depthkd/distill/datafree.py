@@ -147,7 +147,7 @@ class BatchNormStatistics:
 
     Per layer, ``||mean(x) - running_mean||_2 + ||var(x) - running_var||_2`` with mean and population
     variance over batch and space, computed in float32 inside the hook (no activation is kept); the
-    loss is the sum over layers (METHODS.md). ``normalize=True`` divides each layer's distance by the
+    loss is the sum over layers (docs/METHODS.md). ``normalize=True`` divides each layer's distance by the
     square root of its channel count and averages over layers instead: a per-channel RMS deviation
     whose scale does not grow with the teacher's width and depth. Outside :meth:`recording` the hooks
     do nothing, so the teacher's ordinary forward is unaffected.
@@ -243,7 +243,7 @@ class DataFree(Method):
 
     @dataclass
     class Config:
-        """Options of ``data-free`` (METHODS.md ``data-free``; values marked *ours* are not in the paper).
+        """Options of ``data-free`` (docs/METHODS.md ``data-free``; values marked *ours* are not in the paper).
 
         Attributes:
             mixing: object-wise mixing on (ablation switch).
@@ -258,7 +258,7 @@ class DataFree(Method):
             g_width, g_blocks: G's size (ours: 32 channels, 2 residual blocks).
             g_lr: G's Adam learning rate, constant (ours: 1e-3); the student uses the recipe's ``optim``.
             bn_weight: weight of the BatchNorm statistics term.
-            bn_normalize: ``false`` (default) sums the per-layer distances as METHODS.md writes them;
+            bn_normalize: ``false`` (default) sums the per-layer distances as docs/METHODS.md writes them;
                 ``true`` (ours) uses per-channel RMS distances averaged over layers, whose scale does not
                 depend on the teacher's size (then ``content_weight`` means the same for every teacher).
             content_weight: weight of the content term ``mean|G(x)|`` (ours: 1).

@@ -1,6 +1,6 @@
 """``disdepth``: a transformer teacher's features taught to a CNN student (Zheng et al. 2024).
 
-Three engine stages, each resumable (METHODS.md, section ``disdepth``):
+Three engine stages, each resumable (docs/METHODS.md, section ``disdepth``):
 
 1. ``warmup``: the student alone, SILog on ground truth (``fill_with_teacher``: the teacher's depth,
    aligned to the ground truth when it is relative, fills pixels without ground truth).
@@ -154,7 +154,7 @@ class DisDepth(Method):
             teacher_layers: one teacher layer per student stage (integers index the teacher's
                 feature list, strings name modules to hook); ``null``: evenly spaced, ending at the
                 deepest (our default, see :func:`evenly_spaced_layers`).
-            lambda_kd: weight of the summed attentive KD terms (METHODS.md: 1; sweep 0.5-10).
+            lambda_kd: weight of the summed attentive KD terms (docs/METHODS.md: 1; sweep 0.5-10).
             attentive: attentive weighting (``False``: uniform, i.e. MSE).
             tau: the attention's softmax temperature (0.5).
             acclimation: the FAM + ghost decoder stage (``False``: FitNet-style student adapters).
@@ -167,7 +167,7 @@ class DisDepth(Method):
                 after, see :class:`~depthkd.distill.fam.FeatureAcclimation`).
             fill_with_teacher: in the warm-up and acclimation SILog, the teacher's depth (aligned to
                 the ground truth per image when relative) fills pixels without ground truth. The
-                distillation stage's SILog stays on ground truth alone, as METHODS.md's total.
+                distillation stage's SILog stays on ground truth alone, as docs/METHODS.md's total.
             report_acclimation: score the acclimated teacher on ``data.val`` when ``distill`` starts.
             silog_alpha, silog_lambda: SILog's scale and variance weight (10 and 0.85).
         """

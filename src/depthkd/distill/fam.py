@@ -20,7 +20,7 @@ from depthkd.models.outputs import StudentOutput
 
 
 class FeatureAcclimation(nn.Module):
-    """One stage's FAM: 1x1 conv + BN + ReLU + 3x3 conv, resized to the student's map (METHODS.md).
+    """One stage's FAM: 1x1 conv + BN + ReLU + 3x3 conv, resized to the student's map (docs/METHODS.md).
 
     Args:
         in_channels: channels of the teacher map.

@@ -55,7 +55,7 @@ class ResponseKD(Method):
                 (our default: ``ssim``, the best response loss in the TIE-KD comparison, for metric
                 targets; ``ssi`` for relative teachers under ``relative_mode: ssi``).
             ssim_weight: weight of the SSIM term (1.5 as in the TIE-KD comparison).
-            si_alpha, si_lambda: SILog against the teacher (METHODS.md: 1 and 0.85).
+            si_alpha, si_lambda: SILog against the teacher (docs/METHODS.md: 1 and 0.85).
             grad_weight, grad_scales: gradient matching weight inside ``ssi`` and its scales (MiDaS).
             relative_mode: ``ssi`` or ``align`` for relative teachers (see the module docstring).
             align_method: ``auto`` (``lstsq_disparity`` for disparity, ``lstsq`` for depth), or one of

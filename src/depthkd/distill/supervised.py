@@ -20,7 +20,7 @@ class Supervised(Method):
         """Options of ``supervised``.
 
         Attributes:
-            alpha, lam: SILog's scale and variance weight (METHODS.md: 10 and 0.85).
+            alpha, lam: SILog's scale and variance weight (docs/METHODS.md: 10 and 0.85).
         """
 
         alpha: float = SILOG_ALPHA

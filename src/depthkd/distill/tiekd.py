@@ -4,7 +4,7 @@ Only the teacher's final depth map is used, so any teacher works: Hugging Face, 
 ``preds:`` teachers, or maps read from the teacher cache (batch key ``teacher``). Each teacher pixel
 becomes a *depth probability map* (DPM), a distribution over K uniform depth bins (a Gaussian of
 width ``sigma`` around the teacher depth, see :func:`teacher_dpm`); the student, built with
-``head="dpm"``, predicts its own DPM, and the loss is (METHODS.md, ``tie-kd``)::
+``head="dpm"``, predicts its own DPM, and the loss is (docs/METHODS.md, ``tie-kd``)::
 
     L = w_dpm * mean_pixels KL(q || p) + w_depth * (1 - SSIM(D_S, D_T))
 
@@ -54,7 +54,7 @@ INDOOR_MAX_DEPTH = 10.0
 
 
 def default_sigma(d_max: float) -> float:
-    """The DPM width for a bin range ending at ``d_max`` (METHODS.md, our default).
+    """The DPM width for a bin range ending at ``d_max`` (docs/METHODS.md, our default).
 
     0.5 m for KITTI-range recipes, 0.15 m for indoor ranges (``d_max <= 10`` m, NYU), the same
     indoor/outdoor split the ``dpm`` head uses for its default bin count (49 / 257).
@@ -256,7 +256,7 @@ class TIEKD(Method):
 
     @dataclass
     class Config:
-        """Options of ``tie-kd`` (METHODS.md, ``tie-kd``).
+        """Options of ``tie-kd`` (docs/METHODS.md, ``tie-kd``).
 
         Attributes:
             target: teacher DPM form, ``integrated`` (our default; the paper's description) or

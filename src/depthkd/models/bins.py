@@ -1,6 +1,6 @@
 """Depth bins: a depth range cut into K intervals, with depth read out as a probability-weighted mean.
 
-Two flavours (METHODS.md, "Bins"):
+Two flavours (docs/METHODS.md, "Bins"):
 
 - ``uniform``: K fixed, equal-width bins on ``[d_min, d_max]`` (TIE-KD's depth probability map).
 - ``adaptive``: per-image widths predicted by a pooled MLP, AdaBins style (DisDepth's student),

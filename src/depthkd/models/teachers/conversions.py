@@ -66,7 +66,7 @@ def align_to_ground_truth(
         output: a teacher output ``(B,1,H,W)`` of any kind.
         gt: ground-truth depth ``(B,1,H,W)`` in metres, ``0`` where unknown.
         method: ``lstsq`` (scale and shift on depth), ``median`` (scale on depth) or
-            ``lstsq_disparity`` (scale and shift on disparity, then inverted), as in PROTOCOLS.md.
+            ``lstsq_disparity`` (scale and shift on disparity, then inverted), as in docs/PROTOCOLS.md.
             Depth methods refuse ``relative_disparity`` input (call :func:`to_depth` first if that is
             really meant); ``lstsq_disparity`` inverts depth kinds with :func:`to_disparity`.
         max_depth: with ``lstsq_disparity``, aligned disparity is clamped to ``>= 1/max_depth``.
