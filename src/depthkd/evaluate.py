@@ -104,12 +104,13 @@ def evaluate_dataset(
     max_depth: float | None = None,
     data_name: str = "",
     description: str = "evaluate",
+    align_corners: bool = False,
 ) -> EvaluationResult:
     """Run ``predictor`` over ``dataset`` (items with ``image`` and ``depth``) and score it per image."""
     return evaluate_protocols(
         predictor, dataset, (protocol,), align=align, flip_tta=flip_tta, batch_size=batch_size,
         num_workers=num_workers, device=device, min_depth=min_depth, max_depth=max_depth, data_name=data_name,
-        description=description,
+        description=description, align_corners=align_corners,
     )[protocol]
 
 
@@ -126,12 +127,15 @@ def evaluate_protocols(
     max_depth: float | None = None,
     data_name: str = "",
     description: str = "evaluate",
+    align_corners: bool = False,
 ) -> dict[str, EvaluationResult]:
     """:func:`evaluate_dataset` under several protocols at once: one pass over the data and the model,
-    one result per protocol (``seconds`` is the pass's)."""
+    one result per protocol (``seconds`` is the pass's). ``align_corners`` is the convention of the resize
+    of a prediction of another size than its ground truth (:func:`depthkd.metrics.resize_to`)."""
     check_alignment(predictor.kind, align, predictor.spec)
     accumulators = {
-        protocol: MetricAccumulator(protocol=protocol, align=align, min_depth=min_depth, max_depth=max_depth)
+        protocol: MetricAccumulator(protocol=protocol, align=align, min_depth=min_depth, max_depth=max_depth,
+                                    align_corners=align_corners)
         for protocol in dict.fromkeys(protocols)
     }
     from depthkd.data import collate
@@ -155,7 +159,7 @@ def evaluate_protocols(
             data=data_name,
             protocol=protocol,
             align=align,
-            label=protocol_label(protocol, align, gt_crop=_gt_crop_label(dataset)),
+            label=protocol_label(protocol, align, gt_crop=_gt_crop_label(dataset), align_corners=align_corners),
             flip_tta=flip_tta,
             count=summary["count"],
             skipped=list(summary["skipped"]),
@@ -179,6 +183,7 @@ def evaluate(
     min_depth: float | None = None,
     max_depth: float | None = None,
     output: str | Path | None = None,
+    align_corners: bool = False,
 ) -> EvaluationResult:
     """Evaluate a student checkpoint, a teacher spec or ``preds:DIR`` on a data spec.
 
@@ -187,11 +192,13 @@ def evaluate(
             built-in teacher name.
         data: a data spec (see :func:`depthkd.data.dataset_from_spec`).
         output: where to write the JSON result (protocol and alignment names included).
+        align_corners: resize predictions of another size than the ground truth with
+            ``align_corners=True`` (ZoeDepth's and AdaBins' evaluation) instead of ``False``.
     """
     from depthkd.data import dataset_from_spec
 
     dataset = dataset_from_spec(data)
-    predictor = load_predictor(model, device=device)
+    predictor = load_predictor(model, device=device, align_corners=align_corners)
     result = evaluate_dataset(
         predictor,
         dataset,
@@ -204,6 +211,7 @@ def evaluate(
         min_depth=min_depth,
         max_depth=max_depth,
         data_name=data,
+        align_corners=align_corners,
     )
     if output is not None:
         result.save_json(output)

@@ -56,8 +56,9 @@ def is_student_checkpoint(spec: str) -> bool:
     return not spec.startswith(TEACHER_PREFIXES) and Path(spec).suffix == ".safetensors"
 
 
-def load_predictor(spec: str, device: str | torch.device = "cpu") -> DepthPredictor:
-    """Load a student checkpoint or a teacher spec for inference on ``device``."""
+def load_predictor(spec: str, device: str | torch.device = "cpu", align_corners: bool = False) -> DepthPredictor:
+    """Load a student checkpoint or a teacher spec for inference on ``device``; ``align_corners`` is how
+    saved predictions (``preds:``) of another size than the images are resized to them."""
     if is_student_checkpoint(spec):
         from depthkd.models import load_student
 
@@ -67,5 +68,6 @@ def load_predictor(spec: str, device: str | torch.device = "cpu") -> DepthPredic
 
     if not spec.startswith(TEACHER_PREFIXES) and Path(spec).suffix == ".onnx":
         spec = f"onnx:{spec}"  # an exported student: its sidecar says how to feed it
-    teacher = load_teacher(spec, device=device)
+    options = {"align_corners": True} if align_corners and spec.startswith("preds:") else {}
+    teacher = load_teacher(spec, device=device, **options)
     return DepthPredictor(model=teacher, kind=teacher.kind, is_student=False, spec=spec)

@@ -4,7 +4,8 @@ Published numbers differ silently between codebases through the crop, the depth 
 and the SILog convention; each is therefore named here, and :func:`protocol_label` prints the name
 beside every number. The order of operations for one image (docs/PROTOCOLS.md) is:
 
-1. resize the prediction to the ground-truth size (bilinear, ``align_corners=False``);
+1. resize the prediction to the ground-truth size (bilinear, ``align_corners=False`` as Hugging Face and
+   monodepth2 do; ``align_corners=True``, as ZoeDepth and AdaBins evaluate, is an option named in the label);
 2. valid mask: ``min < gt < max`` (strict) intersected with the protocol's crop;
 3. alignment fitted over the valid pixels (``none``, ``median``, ``lstsq``, ``lstsq_disparity``);
 4. clamp the prediction to ``[min, max]`` (``inf`` -> max, ``NaN`` -> min);
@@ -198,8 +199,10 @@ def valid_mask(
 # ------------------------------------------------------------------------------------------ resizing
 
 
-def resize_to(pred: ArrayLike, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``, no antialiasing) of ``(H,W)``, ``(C,H,W)`` or ``(B,C,H,W)``.
+def resize_to(pred: ArrayLike, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize (no antialiasing) of ``(H,W)``, ``(C,H,W)`` or ``(B,C,H,W)``; ``align_corners=True``
+    maps corner pixel centres onto corner pixel centres (ZoeDepth's and AdaBins' evaluation), ``False``
+    (the default) maps pixel edges onto edges (Hugging Face's, monodepth2's).
 
     Returns a tensor of the same rank; the input is returned unchanged when it already has that size.
     """
@@ -214,7 +217,7 @@ def resize_to(pred: ArrayLike, size: Sequence[int]) -> torch.Tensor:
     if not pred_t.is_floating_point():
         pred_t = pred_t.float()
     batch = pred_t.reshape(-1, 1, *pred_t.shape[-2:])
-    resized = F.interpolate(batch, size=target, mode="bilinear", align_corners=False)
+    resized = F.interpolate(batch, size=target, mode="bilinear", align_corners=align_corners)
     return resized.reshape(*pred_t.shape[:-2], *target)
 
 
@@ -399,6 +402,7 @@ def evaluate_image(
     align: str = "none",
     min_depth: float | None = None,
     max_depth: float | None = None,
+    align_corners: bool = False,
 ) -> tuple[dict[str, float], float, float]:
     """Like :func:`compute_metrics`, also returning the alignment's ``(scale, shift)``."""
     proto = get_protocol(protocol)
@@ -411,7 +415,7 @@ def evaluate_image(
     gt_t = _as_image(gt_own, "ground truth")
     mask = mask.to(gt_t.device)
     pred_t = _as_image(pred, "prediction").to(gt_t.device)
-    pred_t = resize_to(pred_t, gt_t.shape)
+    pred_t = resize_to(pred_t, gt_t.shape, align_corners)
     if not bool(mask.any()):
         raise NoValidPixelsError(
             f"no valid ground-truth pixel under protocol {proto.name!r} ({low:g} < depth < {high:g} m, "
@@ -429,15 +433,17 @@ def compute_metrics(
     align: str = "none",
     min_depth: float | None = None,
     max_depth: float | None = None,
+    align_corners: bool = False,
 ) -> dict[str, float]:
     """The nine :data:`METRIC_KEYS` of ONE image under a protocol and an alignment (see module docs).
 
     ``pred`` and ``gt`` are ``(H,W)`` or ``(1,H,W)`` numpy arrays or tensors; ``min_depth``/``max_depth``
     override the protocol's caps (protocol ``none`` requires both). Raises :class:`NoValidPixelsError`
     when no pixel is valid. ``d1..d3`` are fractions in ``[0, 1]``; ``silog`` is the metric
-    ``100 * std(ln p - ln g)`` (population), not the training loss.
+    ``100 * std(ln p - ln g)`` (population), not the training loss. ``align_corners`` is the convention of
+    the resize of a prediction of another size than ``gt`` (:func:`resize_to`).
     """
-    return evaluate_image(pred, gt, protocol, align, min_depth, max_depth)[0]
+    return evaluate_image(pred, gt, protocol, align, min_depth, max_depth, align_corners)[0]
 
 
 def _format_metres(value: float) -> str:
@@ -454,11 +460,13 @@ def protocol_label(
     gt_crop: str | None = None,
     min_depth: float | None = None,
     max_depth: float | None = None,
+    align_corners: bool = False,
 ) -> str:
     """The name printed beside every number, e.g. ``"nyu (Eigen crop, 1e-3..10 m), align=median"``.
 
     ``gt_crop`` says which ground truth the crop ratios were applied to (e.g. ``"KB-cropped"`` or
-    ``"full-res"`` for KITTI), since the evaluated regions differ.
+    ``"full-res"`` for KITTI), since the evaluated regions differ; ``align_corners=True`` adds
+    ``resize=align_corners`` (today's default resize, ``align_corners=False``, is not named).
     """
     proto = get_protocol(protocol)
     _check_alignment(align)
@@ -469,6 +477,8 @@ def protocol_label(
     high = proto.max_depth if max_depth is None else max_depth
     if low is not None and high is not None:
         parts.append(f"{_format_metres(low)}..{_format_metres(high)} m")
+    if align_corners:
+        parts.append("resize=align_corners")
     return f"{proto.name} ({', '.join(parts)}), align={align}"
 
 
@@ -489,8 +499,10 @@ class MetricAccumulator:
         min_depth: float | None = None,
         max_depth: float | None = None,
         gt_crop: str | None = None,
+        align_corners: bool = False,
     ) -> None:
         self.protocol = get_protocol(protocol)
+        self.align_corners = align_corners
         self.align = _check_alignment(align)
         resolve_caps(self.protocol, min_depth, max_depth)  # fail now, not on the first image
         self.min_depth, self.max_depth, self.gt_crop = min_depth, max_depth, gt_crop
@@ -531,7 +543,7 @@ class MetricAccumulator:
         self._seen += 1
         try:
             metrics, scale, _ = evaluate_image(
-                pred, gt, self.protocol, self.align, self.min_depth, self.max_depth
+                pred, gt, self.protocol, self.align, self.min_depth, self.max_depth, self.align_corners
             )
         except NoValidPixelsError as exc:
             logger.warning("skipping %s: %s", label, exc)
@@ -554,7 +566,8 @@ class MetricAccumulator:
 
     def label(self) -> str:
         """The protocol label these numbers are printed with."""
-        return protocol_label(self.protocol, self.align, self.gt_crop, self.min_depth, self.max_depth)
+        return protocol_label(self.protocol, self.align, self.gt_crop, self.min_depth, self.max_depth,
+                              self.align_corners)
 
     def summary(self) -> dict[str, Any]:
         """Everything a report needs: protocol, alignment, label, counts, metrics, scale spread."""

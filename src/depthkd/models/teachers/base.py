@@ -81,15 +81,17 @@ def require_path(path: str | Path, spec: str, directory: bool = False) -> Path:
     return path.resolve()
 
 
-def resize_maps(maps: torch.Tensor, size: Sequence[int], mode: str = "bilinear") -> torch.Tensor:
+def resize_maps(maps: torch.Tensor, size: Sequence[int], mode: str = "bilinear",
+                align_corners: bool = False) -> torch.Tensor:
     """Resize ``(B,C,h,w)`` maps to ``size`` (no-op when already there); no antialiasing.
 
     Upsampling a teacher's low-resolution output is the common case, where antialiasing does nothing.
+    ``align_corners`` applies to the bilinear and bicubic modes (see :func:`depthkd.metrics.resize_to`).
     """
     size = (int(size[0]), int(size[1]))
     if tuple(maps.shape[-2:]) == size:
         return maps
-    align = False if mode in ("bilinear", "bicubic") else None
+    align = align_corners if mode in ("bilinear", "bicubic") else None
     return nn.functional.interpolate(maps, size=size, mode=mode, align_corners=align)
 
 

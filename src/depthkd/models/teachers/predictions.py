@@ -60,16 +60,18 @@ class PredictionsTeacher(Teacher):
     """Saved predictions behaving like a teacher: ``teacher(images, names=[...])``."""
 
     def __init__(self, folder: Path, scale: float | None, kind: str, spec: str,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", align_corners: bool = False) -> None:
         super().__init__(
             kind=kind,
             teacher_id=f"preds:{folder.name}#{folder_fingerprint(folder)}",
-            preprocess_id=settings_hash({"preds": {"scale": scale, "resize": "bilinear"}}),
+            preprocess_id=settings_hash({"preds": {"scale": scale, "resize": "bilinear",
+                                                   **({"align_corners": True} if align_corners else {})}}),
             spec=spec,
             device=device,
         )
         self.folder = folder
         self.scale = scale
+        self.align_corners = align_corners
 
     def read(self, file: Path) -> torch.Tensor:
         """One saved map; a 16-bit PNG needs its scale declared (a guess would silently rescale every map)."""
@@ -101,7 +103,7 @@ class PredictionsTeacher(Teacher):
                 f"teacher {self.spec} looks predictions up by item name: call teacher(images, names=batch['name'])"
             )
         maps = [self.read(self.prediction_file(name)) for name in names]
-        depth = torch.stack([resize_maps(m[None], images.shape[-2:], "bilinear")[0] for m in maps])
+        depth = torch.stack([resize_maps(m[None], images.shape[-2:], "bilinear", self.align_corners)[0] for m in maps])
         return TeacherOutput(depth=depth.to(images.device), kind=self.kind)  # type: ignore[arg-type]
 
 
@@ -113,12 +115,14 @@ def load_predictions_teacher(
     scale: float | None = None,
     kind: str | None = None,
     precision: str = "fp32",
+    align_corners: bool = False,
 ) -> PredictionsTeacher:
     """Open a folder of predictions; ``scale`` (PNG units per unit of depth) and ``kind`` override meta.json.
 
     ``kind`` defaults to ``metric_depth`` when neither the keyword nor meta.json gives it; a PNG map read
     without a scale from either is an error naming the file (``.npy`` maps need none). ``dtype`` and
-    ``precision`` do not apply and are ignored.
+    ``precision`` do not apply and are ignored. ``align_corners`` is the convention of the bilinear resize of
+    maps saved at another size than the images (``evaluate --align-corners``).
     """
     folder = require_path(path, spec, directory=True)
     meta = read_meta(folder)
@@ -129,4 +133,5 @@ def load_predictions_teacher(
     if scale is not None and float(scale) <= 0:
         raise ModelError(f"teacher {spec}: PNG scale must be positive, got {scale}")
     kind = check_kind(kind or meta.get("kind", "metric_depth"), spec)
-    return PredictionsTeacher(folder, None if scale is None else float(scale), kind, spec, device=device)
+    return PredictionsTeacher(folder, None if scale is None else float(scale), kind, spec, device=device,
+                              align_corners=align_corners)
