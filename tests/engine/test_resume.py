@@ -4,6 +4,7 @@ without it oneDNN's CPU convolution backward may sum weight gradients in a run-d
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -52,7 +53,13 @@ def restore_determinism():
 @pytest.mark.slow
 @pytest.mark.usefixtures("restore_determinism")
 def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    extra = ("trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2", "data.val=null", "trainer.deterministic=true")
+    extra = (
+        "trainer.max_steps=6",
+        "trainer.checkpoint_every_n_steps=2",
+        "data.val=null",
+        "trainer.deterministic=true",
+        "trainer.log_every_n_steps=1",
+    )
     straight = distill(load_recipe(None, tiny_overrides(tiny_data, tmp_path / "straight", *extra)))
 
     interrupted = tiny_overrides(tiny_data, tmp_path / "interrupted", *extra)
@@ -67,6 +74,9 @@ def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp
     counter = CountBatches()
     resumed = distill(load_recipe(None, interrupted), callbacks=[counter])
     assert counter.batches == 4  # steps 3..6 only: the run continued, it did not start over
+    with (tmp_path / "interrupted" / "logs" / "main" / "metrics.csv").open(newline="") as file:
+        logged = [row["step"] for row in csv.DictReader(file)]
+    assert logged == ["0", "1", "2", "3", "4", "5"]  # the rows before the kill were flushed and kept
 
     expected = load_file(str(straight.student_path))
     actual = load_file(str(resumed.student_path))

@@ -9,14 +9,19 @@ The run directory (``run.dir`` or ``<run.root>/<run.name>``) receives::
     logs/<stage>/          CSV metrics; tensorboard/<stage>/ TensorBoard events
     student.safetensors    the exported student (``save_student``: loadable by evaluate, predict, torch:)
     summary.json           final validation metrics of the student and the teacher, steps, skips
+    .run.lock              held while a run uses the directory (a second run on it stops at once)
 
 Stages declared by the method run one after another, each with its own Lightning ``Trainer`` and
 optimiser(s); ``run.resume: auto`` continues from ``last.ckpt`` inside whichever stage it was written.
+A directory that holds trained state belongs to the recipe in its ``config.yaml``: a run in it with another
+recipe (beyond :data:`RESUME_FREE_KEYS`) is refused before anything is rewritten. A resumed stage keeps
+the CSV rows logged up to its checkpoint and replaces the later ones.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import hashlib
 import json
@@ -26,20 +31,25 @@ import os
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import yaml
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from depthkd.config import RecipeConfig, load_recipe, to_dict, write_run_metadata
+from depthkd.config import RecipeConfig, load_recipe, recipe_from_dict, to_dict, write_run_metadata
 from depthkd.distill.base import CombinedMethod, Method, SetupContext, Stage
 from depthkd.distill.registry import build_method
 from depthkd.engine import data as engine_data
@@ -54,6 +64,37 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 STUDENT_FILE = "student.safetensors"
 SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+RUN_LOCK = ".run.lock"
+
+RESUME_FREE_KEYS = (
+    "run.resume",
+    "run.dir",
+    "run.root",
+    "run.name",
+    "run.export",
+    "trainer.accelerator",
+    "trainer.strategy",
+    "trainer.log_every_n_steps",
+    "trainer.loggers",
+    "trainer.checkpoint_every_n_steps",
+    "data.num_workers",
+    "data.val_batch_size",
+    "cache.dir",
+    "cache.batch_size",
+)
+"""Recipe keys (a section's name covers its keys) that may differ from a run directory's ``config.yaml``.
+
+They say how to resume (``run.resume``), where the folder is (``run.dir``, ``root``, ``name``: a moved or
+renamed run resumes), what is exported after training (``run.export``: the export is redone at every
+finish), where the processes run at the same world size (``trainer.accelerator``, ``strategy``), what is
+recorded (``log_every_n_steps``, ``loggers``, ``checkpoint_every_n_steps``), and how data or teacher maps are
+read without changing them (``data.num_workers``: augmentation is seeded per sample; ``val_batch_size``:
+metrics accumulate per image; ``cache.dir``, ``cache.batch_size``: the cache checks the teacher's id).
+Everything else must match. Notably ``trainer.max_steps``/``max_epochs`` (the learning-rate schedule's
+length is restored from the checkpoint: the engine cannot extend a run) and ``trainer.devices``,
+``num_nodes`` and ``data.batch_size`` (they set the global batch, the unit of the resumable data stream).
+"""
 
 _TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -71,6 +112,8 @@ _QUIET = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*no pre-optimization state was saved.*",
     r".*Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`.*",  # a skipped first step
+    # a resume with another trainer.checkpoint_every_n_steps: the last.ckpt writer has no state worth restoring
+    r".*callbacks used to create the checkpoint need to be provided.*",
 )
 
 
@@ -153,6 +196,61 @@ class StepProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         return f"training ({self.trainer.lightning_module.stage.name})"
+
+
+def _rows_through(path: Path, step: int) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of CSV metrics file ``path`` logged at steps ``<= step`` (none if it is absent)."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+        fields = list(reader.fieldnames or [])
+
+    def logged_at(row: dict[str, str]) -> float:
+        try:
+            return float(row.get("step") or "nan")
+        except ValueError:  # a row cut short by a kill mid-write
+            return math.nan
+
+    return fields, [row for row in rows if logged_at(row) <= step]
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, which clears ``metrics.csv``, with the rows up to ``keep_through`` put back."""
+
+    def __init__(self, log_dir: str, keep_through: int | None) -> None:
+        metrics_file = Path(log_dir) / self.NAME_METRICS_FILE
+        fields, rows = _rows_through(metrics_file, keep_through) if keep_through is not None else ([], [])
+        super().__init__(log_dir)
+        if rows:
+            self.metrics_keys = sorted(fields)
+            with metrics_file.open("w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+class ResumingCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` keeps the rows logged at steps ``<= keep_through``.
+
+    A resumed stage passes its checkpoint's step, so the rows from before the resume point survive and
+    those a killed attempt logged after it are replaced by the new run's. Rows are flushed as they are
+    logged (``flush_logs_every_n_steps=1``), so a SIGKILL loses none of those up to the checkpoint.
+    """
+
+    def __init__(self, *args: Any, keep_through: int | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("flush_logs_every_n_steps", 1)
+        super().__init__(*args, **kwargs)
+        self._keep_through = keep_through
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir, self._keep_through)
+        return self._experiment
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -305,7 +403,9 @@ def teacher_cache_dir(config: RecipeConfig, teacher: Any) -> Path:
 
     if config.cache.dir:
         return Path(config.cache.dir)
-    sources = [image_source(config.data.train)] + ([image_source(config.data.unlabelled)] if config.data.unlabelled else [])
+    sources = [image_source(config.data.train)]
+    if config.data.unlabelled:
+        sources.append(image_source(config.data.unlabelled))
     key = json.dumps([teacher.teacher_id, teacher.preprocess_id, *sources], sort_keys=True)
     return Path(config.run.root) / "teacher-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -347,7 +447,8 @@ class RecipeData:
         self.train, self.val, self.config = train, val, config
 
     def train_loader(self, start_batch: int, rank: int, world_size: int) -> DataLoader:
-        return engine_data.train_loader(self.train, self.config.data, self.config.run.seed, rank, world_size, start_batch)
+        data = self.config.data
+        return engine_data.train_loader(self.train, data, self.config.run.seed, rank, world_size, start_batch)
 
     def val_loader(self, rank: int, world_size: int) -> DataLoader | None:
         if self.val is None:
@@ -357,6 +458,15 @@ class RecipeData:
 
 def checkpoint_stage(path: Path) -> int:
     """The stage index recorded in an engine checkpoint."""
+    return checkpoint_position(path)[0]
+
+
+def checkpoint_position(path: Path) -> tuple[int, int | None]:
+    """``(stage index, logged step)`` of an engine checkpoint.
+
+    The logged step is the ``step`` column of the last metrics row logged before the checkpoint was
+    written (Lightning's ``_batches_that_stepped``, restored on resume); ``None`` when not recorded.
+    """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -369,7 +479,9 @@ def checkpoint_stage(path: Path) -> int:
     state = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if state is None:
         raise DataError(f"{path} is not a depthkd training checkpoint (no '{CHECKPOINT_KEY}' record)")
-    return int(state["stage_index"])
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    stepped = loop.get("_batches_that_stepped") if isinstance(loop, dict) else None
+    return int(state["stage_index"]), None if stepped is None else int(stepped)
 
 
 def resume_checkpoint(config: RecipeConfig, run_dir: Path) -> Path | None:
@@ -388,6 +500,112 @@ def resume_checkpoint(config: RecipeConfig, run_dir: Path) -> Path | None:
     return Path(mode)
 
 
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values (lists and empty mappings are leaves)."""
+    if not isinstance(data, Mapping) or not data:
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _stored_recipe(path: Path) -> dict[str, Any]:
+    """A run directory's ``config.yaml`` as a resolved recipe dict (defaults of newer keys filled in)."""
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read {path} to check the recipe against it: {err}") from err
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{path} is not a recipe mapping; cannot check the recipe against it")
+    checked = copy.deepcopy(stored)
+    if isinstance(checked.get("run"), dict):
+        checked["run"]["resume"] = "auto"  # a stored checkpoint path need not exist any more
+    try:
+        return to_dict(recipe_from_dict(checked, str(path)))
+    except ConfigError:  # written by another depthkd version: compared as written
+        return stored
+
+
+def recipe_changes(stored: Mapping[str, Any], config: RecipeConfig) -> list[str]:
+    """``key: old -> new`` for each recipe key that differs from ``stored``, beyond :data:`RESUME_FREE_KEYS`."""
+    old, new = _flatten(stored), _flatten(to_dict(config))
+
+    def free(key: str) -> bool:
+        return any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
+
+    def show(values: dict[str, Any], key: str) -> str:
+        return json.dumps(values[key], default=str) if key in values else "(absent)"
+
+    keys = sorted(k for k in old.keys() | new.keys() if not free(k) and old.get(k, ...) != new.get(k, ...))
+    return [f"{key}: {show(old, key)} -> {show(new, key)}" for key in keys]
+
+
+def _holds_trained_state(run_dir: Path) -> bool:
+    return (run_dir / STUDENT_FILE).is_file() or any((run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+
+
+def check_same_recipe(config: RecipeConfig, run_dir: Path) -> None:
+    """Refuse to train in a run directory whose checkpoints or student came from another recipe.
+
+    A directory with ``config.yaml`` but no trained state (a run that stopped before its first
+    checkpoint) may be started afresh with any recipe.
+    """
+    if not _holds_trained_state(run_dir):
+        return
+    fresh = f"to start afresh, choose another run.dir (or run.name), or delete {run_dir}"
+    stored = run_dir / CONFIG_FILE
+    if not stored.is_file():
+        raise ConfigError(
+            f"run directory {run_dir} holds checkpoints or a student but no {CONFIG_FILE} to check this recipe "
+            f"against; {fresh}"
+        )
+    changes = recipe_changes(_stored_recipe(stored), config)
+    if changes:
+        raise ConfigError(
+            f"run directory {run_dir} holds a run of another recipe (its {CONFIG_FILE}); resuming it would mix "
+            f"the two: {'; '.join(changes)}. Undo these changes to continue that run, or {fresh}"
+        )
+
+
+def _owns_run_dir() -> bool:
+    """Whether this process keeps the run directory's records: global rank 0, on node 0 of a launch."""
+    return rank_zero_only.rank == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+@contextmanager
+def claim_run_dir(config: RecipeConfig, run_dir: Path) -> Iterator[Path | None]:
+    """Lock ``run_dir``, check it may take this recipe and write its records; yields the resume checkpoint.
+
+    Only the owning process (:func:`_owns_run_dir`) locks, checks and writes: processes that Lightning's
+    DDP launcher starts later, or other ranks, just read the resume point. The lock is an OS file lock,
+    so a killed run leaves none behind.
+    """
+    if not _owns_run_dir():
+        yield resume_checkpoint(config, run_dir)
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / RUN_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"run directory {run_dir} is in use by another run (it holds {run_dir / RUN_LOCK}); wait for that "
+            "run to end, or choose another run.dir (or run.name)"
+        ) from None
+    try:
+        resume = resume_checkpoint(config, run_dir)
+        check_same_recipe(config, run_dir)
+        write_run_metadata(run_dir, config)
+        yield resume
+    finally:
+        lock.release()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().parent == folder.resolve()
+
+
 def best_checkpoint_name(stage: Stage, is_last: bool) -> str:
     """``best`` for the last stage, ``best-<stage>`` for earlier ones."""
     return "best" if is_last else f"best-{stage.name}"
@@ -401,8 +619,13 @@ def build_trainer(
     is_last_stage: bool,
     has_validation: bool,
     extra_callbacks: Sequence[Callback] = (),
+    keep_metrics_through: int | None = None,
 ) -> L.Trainer:
-    """The Lightning ``Trainer`` of one stage, from the recipe."""
+    """The Lightning ``Trainer`` of one stage, from the recipe.
+
+    ``keep_metrics_through``: keep the stage's CSV rows logged up to this step (a resume); ``None``
+    starts its ``metrics.csv`` afresh.
+    """
     trainer_cfg = config.trainer
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     per_step = 1 if stage.manual else trainer_cfg.accumulate_grad_batches
@@ -439,7 +662,9 @@ def build_trainer(
 
     loggers: list[Any] = []
     if "csv" in trainer_cfg.loggers:
-        loggers.append(CSVLogger(save_dir=run_dir, name="logs", version=stage.name))
+        loggers.append(
+            ResumingCSVLogger(save_dir=run_dir, name="logs", version=stage.name, keep_through=keep_metrics_through)
+        )
     if "tensorboard" in trainer_cfg.loggers:
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=stage.name))
 
@@ -555,12 +780,8 @@ class _Prepared:
     device: torch.device
 
 
-def _prepare(config: RecipeConfig) -> _Prepared:
-    """Method, student, teacher, data and the Lightning module; ``method.setup`` runs here."""
-    from depthkd.models.student import DepthStudent
-
-    method = build_recipe_method(config)
-    student = DepthStudent(copy.deepcopy(config.student))
+def _prepare(config: RecipeConfig, method: Method, student: torch.nn.Module) -> _Prepared:
+    """Teacher, data and the Lightning module around ``method`` and ``student``; ``method.setup`` runs here."""
     device = resolve_device(config)
     teacher = load_recipe_teacher(config, method, device)
     train_set = training_dataset(config, method, teacher, device)
@@ -582,14 +803,20 @@ def _prepare(config: RecipeConfig) -> _Prepared:
 
 
 def _train_stages(
-    config: RecipeConfig, prepared: _Prepared, run_dir: Path, callbacks: Sequence[Callback]
+    config: RecipeConfig, prepared: _Prepared, run_dir: Path, callbacks: Sequence[Callback], resume: Path | None
 ) -> L.Trainer | None:
-    """Run the stages from the resume point on; returns the last stage's trainer."""
+    """Run the stages from checkpoint ``resume`` on (``None``: from the start); returns the last stage's trainer.
+
+    Resuming from one of the run directory's own checkpoints keeps the resumed stage's metrics rows
+    logged before it; a checkpoint from elsewhere starts the stage's ``metrics.csv`` afresh.
+    """
     module, stages = prepared.module, prepared.module.stages
-    resume = resume_checkpoint(config, run_dir)
-    start_stage = checkpoint_stage(resume) if resume else 0
+    start_stage, logged_step = checkpoint_position(resume) if resume else (0, None)
+    keep_rows = logged_step if resume and _inside(resume, run_dir / CHECKPOINT_DIR) else None
     if start_stage >= len(stages):
-        raise ConfigError(f"checkpoint {resume} names stage {start_stage}, but method {module.method.name!r} has {len(stages)}")
+        raise ConfigError(
+            f"checkpoint {resume} names stage {start_stage}, but method {module.method.name!r} has {len(stages)}"
+        )
     if resume:
         logger.info("resuming from %s (stage %s)", resume, stages[start_stage].name)
     trainer = None
@@ -604,6 +831,7 @@ def _train_stages(
             is_last_stage=index == len(stages) - 1,
             has_validation=prepared.val_set is not None,
             extra_callbacks=callbacks,
+            keep_metrics_through=keep_rows if index == start_stage else None,
         )
         logger.info("stage %s: %d steps", stage.name, steps)
         trainer.fit(module, ckpt_path=resume if index == start_stage else None, weights_only=True)
@@ -631,8 +859,12 @@ def _finish(config: RecipeConfig, prepared: _Prepared, run_dir: Path, result: Ru
 def run_recipe(config: RecipeConfig, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train the recipe's student with its method, stage by stage, and export it (see module docstring).
 
-    ``callbacks`` are extra Lightning callbacks added to every stage's trainer.
+    ``callbacks`` are extra Lightning callbacks added to every stage's trainer. The method and the
+    student are built before the run directory is touched, so a recipe that cannot build them leaves
+    none behind; the directory is then locked for the rest of the run (:func:`claim_run_dir`).
     """
+    from depthkd.models.student import DepthStudent
+
     config = copy.deepcopy(config)
     run_dir = config.run.path
     route_lightning_logs()
@@ -640,27 +872,40 @@ def run_recipe(config: RecipeConfig, callbacks: Sequence[Callback] = ()) -> RunR
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         L.seed_everything(config.run.seed, workers=True, verbose=False)
-        if rank_zero_only.rank == 0:
-            write_run_metadata(run_dir, config)
-        prepared = _prepare(config)
-        trainer = _train_stages(config, prepared, run_dir, callbacks)
+        method = build_recipe_method(config)
+        student = DepthStudent(copy.deepcopy(config.student))
+        with claim_run_dir(config, run_dir) as resume:
+            return _run_claimed(config, method, student, run_dir, resume, callbacks)
 
-        module = prepared.module
-        best = run_dir / CHECKPOINT_DIR / f"{best_checkpoint_name(module.stages[-1], True)}.ckpt"
-        result = RunResult(
-            run_dir=run_dir,
-            student_path=None,
-            metrics=None,
-            teacher_metrics=module.teacher_metrics,
-            protocol=None,
-            last_checkpoint=run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT,
-            best_checkpoint=best if best.is_file() else None,
-            stages=[{"name": s.name, "steps": b} for s, b in zip(module.stages, prepared.budgets)],
-            skipped_batches=module.skipped_batches,
-        )
-        if trainer is not None and trainer.world_size > 1 and not trainer.is_global_zero:
-            return result
-        return _finish(config, prepared, run_dir, result)
+
+def _run_claimed(
+    config: RecipeConfig,
+    method: Method,
+    student: torch.nn.Module,
+    run_dir: Path,
+    resume: Path | None,
+    callbacks: Sequence[Callback],
+) -> RunResult:
+    """The run once its directory is claimed: prepare, train the stages, export (rank 0)."""
+    prepared = _prepare(config, method, student)
+    trainer = _train_stages(config, prepared, run_dir, callbacks, resume)
+
+    module = prepared.module
+    best = run_dir / CHECKPOINT_DIR / f"{best_checkpoint_name(module.stages[-1], True)}.ckpt"
+    result = RunResult(
+        run_dir=run_dir,
+        student_path=None,
+        metrics=None,
+        teacher_metrics=module.teacher_metrics,
+        protocol=None,
+        last_checkpoint=run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT,
+        best_checkpoint=best if best.is_file() else None,
+        stages=[{"name": s.name, "steps": b} for s, b in zip(module.stages, prepared.budgets)],
+        skipped_batches=module.skipped_batches,
+    )
+    if trainer is not None and trainer.world_size > 1 and not trainer.is_global_zero:
+        return result
+    return _finish(config, prepared, run_dir, result)
 
 
 def train(config: RecipeConfig, callbacks: Sequence[Callback] = ()) -> RunResult:
@@ -679,13 +924,18 @@ def distill(config: RecipeConfig, callbacks: Sequence[Callback] = ()) -> RunResu
 
 
 __all__ = [
+    "RESUME_FREE_KEYS",
     "AtomicCheckpointIO",
     "RecipeData",
+    "ResumingCSVLogger",
     "RunResult",
     "build_recipe_method",
     "build_trainer",
+    "check_same_recipe",
+    "claim_run_dir",
     "distill",
     "load_recipe",
+    "recipe_changes",
     "resolve_device",
     "run_recipe",
     "stage_steps",
