@@ -17,13 +17,20 @@ PIPELINE_FAMILIES = ["depth_anything", "dpt", "glpn", "zoedepth"]
 ALL_FAMILIES = PIPELINE_FAMILIES + ["depth_anything_metric", "dpt_pad"]
 
 
-def _reference(folder, images):
-    """The processor's pixel values (from float pixels) and the model's raw output, via transformers."""
+@pytest.fixture
+def images(images):
+    """The conftest's images on the 8-bit grid, as decoded image files are (the processor sees ``uint8``)."""
+    return (images * 255).round() / 255
+
+
+def _reference(folder, images, uint8=True):
+    """The processor's pixel values (from ``uint8`` or float pixels) and the model's raw output, via transformers."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
     processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForDepthEstimation.from_pretrained(str(folder), local_files_only=True).eval()
-    pixel_values = processor(images=list(images * 255.0), return_tensors="pt")["pixel_values"]
+    pixels = (images * 255).round().to(torch.uint8) if uint8 else images * 255.0
+    pixel_values = processor(images=list(pixels), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         raw = model(pixel_values=pixel_values)
     return processor, pixel_values, raw
@@ -37,6 +44,16 @@ def test_model_input_matches_the_image_processor(hf_model_dir, images, family):
     ours = teacher.preprocess(images)
     assert ours.shape == pixel_values.shape
     torch.testing.assert_close(ours, pixel_values, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_float_resize_matches_the_processor_given_float_pixels(hf_model_dir, family):
+    images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(3))  # off the 8-bit grid
+    folder = hf_model_dir(family)
+    _, pixel_values, _ = _reference(folder, images, uint8=False)
+    teacher = load_teacher(f"hf:{folder}", uint8_resize="none")
+    torch.testing.assert_close(teacher.preprocess(images), pixel_values, atol=2e-5, rtol=0)
+    assert teacher.preprocess_id != load_teacher(f"hf:{folder}").preprocess_id or family == "zoedepth"
 
 
 @pytest.mark.parametrize("family", PIPELINE_FAMILIES)

@@ -23,7 +23,7 @@ from depthkd.models.teachers.hf_preprocessing import HFPreprocessing
 log = logging.getLogger(__name__)
 
 PROCESSOR_FILE = "preprocessor_config.json"
-# Output kind per model type (PROTOCOLS.md, "Teacher output kinds in the Hugging Face models").
+# Output kind per model type (docs/PROTOCOLS.md, "Teacher output kinds in the Hugging Face models").
 KIND_BY_MODEL_TYPE = {"dpt": "relative_disparity", "glpn": "metric_depth", "zoedepth": "metric_depth"}
 
 
@@ -189,6 +189,7 @@ def load_hf_teacher(
     output_interpolation: str = "bilinear",
     precision: str = "fp32",
     content_hash: bool = False,
+    uint8_resize: str | None = None,
 ) -> HuggingFaceTeacher:
     """Load ``AutoModelForDepthEstimation`` and its processor from a local folder, offline.
 
@@ -204,6 +205,9 @@ def load_hf_teacher(
         feature_layers: which hidden states :meth:`forward` returns as features (default all).
         output_interpolation: ``bilinear`` (our default) or ``bicubic`` (as the pipeline does).
         content_hash: key ``teacher_id`` on file contents instead of size and modification time.
+        uint8_resize: how images are resized (see :mod:`.hf_preprocessing`): ``None`` (default) as the
+            processor resizes 8-bit images (``torchvision`` or ``pil`` fixed-point arithmetic, bit-exact;
+            ``none`` for ZoeDepth), or ``none`` for the float resize the processor applies to float pixels.
     """
     from transformers import AutoConfig, AutoModelForDepthEstimation
     from transformers.utils import logging as hf_logging
@@ -233,7 +237,9 @@ def load_hf_teacher(
         log.warning("teacher %s: using kind=%s although its config implies %s", spec, kind, implied)
     kind = kind or implied
     processor = _load_processor(folder, config, dict(image_processor_kwargs or {}), trust_remote_code)
-    preprocessing = HFPreprocessing.from_processor(processor, output_interpolation=output_interpolation)
+    preprocessing = HFPreprocessing.from_processor(
+        processor, output_interpolation=output_interpolation, uint8_resize=uint8_resize
+    )
     identity = {
         "files": path_fingerprint(folder, content=content_hash),
         "dtype": str(dtype or torch.float32),
