@@ -171,7 +171,8 @@ def test_verify_data_reports_the_counts(tmp_path, capsys):
 
 
 def _recipe(tmp_path, *extra: str):
-    from depthkd.engine.run import build_recipe_method, training_dataset
+    from depthkd.engine.inputs import training_dataset
+    from depthkd.engine.run import build_recipe_method
 
     config = load_recipe(None, [f"data.train=folder:{tmp_path / 'rgbd'}", "data.augment=false", *extra])
     return training_dataset(config, build_recipe_method(config), teacher=None, device="cpu")

@@ -80,7 +80,7 @@ def test_label_parameters_do_not_change_the_image_source_or_the_teacher_cache():
 
     from depthkd.config import load_recipe
     from depthkd.data.spec import image_source
-    from depthkd.engine.run import teacher_cache_dir
+    from depthkd.engine.inputs import teacher_cache_dir
 
     base = "sim:indoor?num=20&size=32x40&seed=3"
     assert image_source(base + "&gt=kinect&labels=0.1&labels_seed=4") == image_source(base)

@@ -412,7 +412,8 @@ def test_skipped_batches_do_not_move_the_weights(tiny_data: Path, tmp_path: Path
 def test_uncached_prediction_teacher_refuses_augmentation(tmp_path) -> None:
     """Saved whole-image predictions cannot follow random crops: the recipe must say how to fix it."""
     from depthkd.config import load_recipe
-    from depthkd.engine.run import build_recipe_method, training_dataset
+    from depthkd.engine.inputs import training_dataset
+    from depthkd.engine.run import build_recipe_method
     from depthkd.errors import ConfigError
 
     preds = tmp_path / "preds"

@@ -6,7 +6,7 @@ import logging
 
 import lightning  # noqa: F401  (attaches Lightning's own handler)
 
-from depthkd.engine.run import route_lightning_logs
+from depthkd.engine.logs import route_lightning_logs
 
 
 class _Collect(logging.Handler):

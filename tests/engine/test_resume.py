@@ -96,7 +96,7 @@ class _Payload:
 
 
 def test_a_crafted_or_truncated_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
-    from depthkd.engine.run import checkpoint_stage
+    from depthkd.engine.rundir import checkpoint_stage
     from depthkd.errors import DataError
 
     marker = tmp_path / "ran"

@@ -8,7 +8,6 @@ directory's layout and :mod:`depthkd.distill.base` for the method contract.
 from depthkd.config import load_recipe
 from depthkd.engine.module import DistillModule, NonFiniteLossError
 from depthkd.engine.run import (
-    AtomicCheckpointIO,
     RunResult,
     build_recipe_method,
     build_trainer,
@@ -17,6 +16,7 @@ from depthkd.engine.run import (
     stage_steps,
     train,
 )
+from depthkd.engine.rundir import AtomicCheckpointIO
 
 __all__ = [
     "AtomicCheckpointIO",
