@@ -186,3 +186,67 @@ def test_student_specs_accept_command_line_and_yaml_spellings() -> None:
         student_config_from_spec("student:mobilenetv2_050?pretrained_path=/weights.pth")
     with pytest.raises(ConfigError, match="names no backbone"):
         student_config_from_spec("student:?head=bins")
+
+
+def test_an_unknown_override_key_is_blamed_on_the_override_not_the_file(tmp_path: Path) -> None:
+    recipe = write(tmp_path / "r.yaml", {"trainer": {"max_steps": 3}})
+    with pytest.raises(ConfigError) as error:
+        load_recipe(recipe, ["trainer.max_step=100"])
+    message = str(error.value)
+    assert "'trainer.max_step'" in message and "--set trainer.max_step=100" in message
+    assert str(recipe) not in message
+    assert "did you mean 'max_steps'" in message
+    with pytest.raises(ConfigError, match=r"'optim.lr' from --set optim.lr=fast"):
+        load_recipe(recipe, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"'optim.betas\[0\]' from --set optim={betas: \[a, 1\]}"):
+        load_recipe(recipe, ["optim={betas: [a, 1]}"])  # a key below an overridden section
+
+
+def test_a_bad_file_key_is_still_blamed_on_the_file(tmp_path: Path) -> None:
+    recipe = write(tmp_path / "r.yaml", {"trainer": {"max_stepz": 3}})
+    with pytest.raises(ConfigError) as error:
+        load_recipe(recipe, ["trainer.max_steps=100"])
+    assert f"'trainer.max_stepz' in {recipe}" in str(error.value) and "--set" not in str(error.value)
+
+
+def test_a_missing_recipe_does_not_double_its_suffix() -> None:
+    from depthkd.config import find_recipe
+
+    with pytest.raises(ConfigError) as error:
+        find_recipe("nope.yaml")
+    assert "nope.yaml.yaml" not in str(error.value) and "nope.yaml" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        find_recipe("nope.yml")
+    assert "nope.yml.yaml" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        find_recipe("nope")  # a bare name is looked for with .yaml
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("trainer.val_every_n_steps=0", r"'trainer.val_every_n_steps' from --set .*: 0 must be >= 1"),
+        ("trainer.val_every_n_steps=-5", r"'trainer.val_every_n_steps'.*>= 1"),
+        ("trainer.log_every_n_steps=-1", r"'trainer.log_every_n_steps'.*>= 0"),
+        ("optim.lr=-1", r"'optim.lr' from --set optim.lr=-1: -1.0 must be > 0"),
+        ("optim.lr=0", r"'optim.lr'.*must be > 0"),
+        ("optim.betas=[2,3]", r"'optim.betas'.*\(2.0, 3.0\).*\[0, 1\)"),
+        ("optim.betas=[0.9,1.0]", r"'optim.betas'.*\[0, 1\)"),
+        ("optim.weight_decay=-0.1", r"'optim.weight_decay'.*>= 0"),
+        ("trainer.devices=abc", r"'trainer.devices' from --set trainer.devices=abc: 'abc' is not.*'auto'"),
+        ("trainer.devices=0", r"'trainer.devices'.*0"),
+        ("trainer.num_nodes=0", r"'trainer.num_nodes'.*>= 1"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(override: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_recipe(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.devices=auto", "trainer.devices=2", "trainer.devices=-1", "trainer.devices='0,1'",
+     "trainer.devices=0,1", "optim.betas=[0.0,0.999]", "trainer.val_every_n_steps=5", "optim.weight_decay=0"],
+)
+def test_in_range_values_are_accepted(override: str) -> None:
+    assert isinstance(load_recipe(None, [override]), RecipeConfig)

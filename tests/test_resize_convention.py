@@ -52,3 +52,17 @@ def test_saved_low_resolution_predictions_follow_the_option(tmp_path) -> None:
     corners = evaluate(f"preds:{preds}", data, protocol="none", min_depth=1e-3, max_depth=10.0, align_corners=True)
     assert "resize=align_corners" in corners.label and "resize" not in plain.label
     assert corners.metrics["rmse"] != pytest.approx(plain.metrics["rmse"], rel=1e-6)
+
+
+def test_the_cli_flag_reaches_the_label(tmp_path, capsys) -> None:  # noqa: ANN001
+    from depthkd.cli import main
+    from official_formats import write_paired_folder
+
+    tree = write_paired_folder(tmp_path / "data", n=1, h=16, w=24)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    np.save(preds / f"{tree.rgb[0].stem}.npy", np.full((4, 6), 0.5, dtype=np.float32))
+    (preds / "meta.json").write_text(json.dumps({"kind": "metric_depth"}))
+    args = ["evaluate", "--predictions", str(preds), "--data", f"folder:{tree.root}", "--protocol", "sim_indoor"]
+    assert main([*args, "--align-corners"]) == 0
+    assert "resize=align_corners" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,16 +29,124 @@ MODEL_SPEC_HELP = (
     "a student checkpoint (.safetensors), an exported .onnx, or a teacher spec: hf:DIR, onnx:FILE, "
     "torch:FILE, preds:DIR or a built-in teacher name"
 )
+DEVICE_HELP = "where the model runs: cpu, cuda, cuda:N or mps"
+
+# --- static copies of library constants --------------------------------------------------------
+# Building the parser must import nothing heavy (``depthkd --help`` took seconds when it imported torch via
+# depthkd.metrics, depthkd.comparison and depthkd.demo); tests/cli/test_help.py checks these against the library.
+
+PROTOCOL_NAMES: tuple[str, ...] = (
+    "kitti_eigen", "kitti_garg", "none", "nyu", "sim_indoor", "sim_outdoor", "sim_outdoor_garg",
+)
+"""``depthkd.metrics.PROTOCOLS``' names."""
+ALIGNMENT_NAMES: tuple[str, ...] = ("none", "median", "lstsq", "lstsq_disparity")
+"""``depthkd.metrics.ALIGNMENTS``."""
+DEMO_SETTINGS: dict[str, str] = {
+    "kitti-like": "the LiDAR measures about 4% of the pixels and nothing above its top beam; the teacher "
+    "predicts every one",
+    "nyu-like": "the Kinect-like sensor measures about 85% of the pixels, with holes at edges, far walls and dark "
+    "surfaces; the teacher fills them",
+    "label-scarce": "only 5% of the images have depth at all; the teacher labels every image",
+}
+"""``depthkd.comparison.SETTINGS``: each world's name and why a teacher should pay there."""
+DEMO_DEFAULT_SETTING = "label-scarce"
+"""``depthkd.demo.DEFAULT_SETTING``."""
+DEMO_METHOD_NAMES: tuple[str, ...] = ("tie-kd", "tie-kd-gt", "response", "feature", "disdepth")
+"""``depthkd.demo.DEMO_METHODS``' names."""
+DEMO_DEFAULT_METHODS: dict[str, str] = {"kitti-like": "tie-kd", "nyu-like": "tie-kd", "label-scarce": "tie-kd-gt"}
+"""``depthkd.demo.DEFAULT_METHODS``."""
+DEMO_DEFAULT_STEPS: tuple[int, int] = (800, 100)
+"""Student steps of the default setting's ``full`` and ``quick`` budgets (``depthkd.demo.BUDGETS``)."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to every option whose default means something, so no help hides what it does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == []:
+            return text  # nothing to show (a flag, an optional value, an empty repeatable option)
+        if "%(default)" in text or "(default" in text:
+            return text
+        return f"{text} (default: {_show_default(default).replace('%', '%%')})"
+
+
+def _show_default(value: object) -> str:
+    """A default as a user would type it: ``240x320`` for a size, ``1000`` for ``1000.0``."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows every option's default (subcommands inherit it)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+# --- argument types: a bad value is a usage error (exit 2) before any command starts ---------------
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (e.g. ``240x320``) into ``(H, W)``, as an argparse type."""
-    from depthkd.data.spec import parse_size as parse_hw
+    """Parse ``HxW`` (e.g. ``240x320``) into positive ``(H, W)``, as an argparse type.
 
+    The rule of :func:`depthkd.data.spec.parse_size`, written here so that parsing imports no torch.
+    """
     try:
-        return parse_hw(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 240x320") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return height, width
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type for integers ``>= minimum`` (a count of 0 or -1 would only fail later, or loop on)."""
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = f"int_at_least_{minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for finite numbers ``> 0`` (widths, scales, depth caps)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def parse_pixel(text: str) -> tuple[int, int]:
+    """Parse ``ROW,COL`` into a non-negative pixel position."""
+    try:
+        row, col = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pixel {text!r} is not ROW,COL, e.g. 120,160") from None
+    if row < 0 or col < 0:
+        raise argparse.ArgumentTypeError(f"pixel {text!r}: ROW and COL must be non-negative")
+    return row, col
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -86,6 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         min_depth=args.min_depth,
         max_depth=args.max_depth,
         output=args.output,
+        align_corners=args.align_corners,
     )
     print(result.table())
     if args.output:
@@ -231,23 +341,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_pixel(text: str) -> tuple[int, int]:
-    """Parse ``ROW,COL`` into a pixel position."""
-    try:
-        row, col = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"pixel {text!r} is not ROW,COL, e.g. 120,160") from None
-    return row, col
-
-
 # --- parser ------------------------------------------------------------------------------------
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from depthkd.comparison import SETTINGS
-    from depthkd.demo import BUDGETS, DEFAULT_METHODS, DEFAULT_SETTING, DEMO_METHODS
-
-    full, quick = BUDGETS[DEFAULT_SETTING]["full"], BUDGETS[DEFAULT_SETTING]["quick"]
+    full_steps, quick_steps = DEMO_DEFAULT_STEPS
     p = sub.add_parser(
         "demo",
         help="distil a built-in teacher into a MobileNetV2 where labels are scarce, and write a report",
@@ -257,19 +355,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "all three scored on a fixed test set "
         "of exact depth, the distilled student exported to ONNX and timed against the teacher; writes "
         "report.md, samples.png and curves.png. Needs nothing but the installed package: under 15 minutes on "
-        f"2 CPU cores ({full.steps} steps per student), --quick under 3 ({quick.steps} steps).",
+        f"2 CPU cores ({full_steps} steps per student), --quick under 3 ({quick_steps} steps).",
     )
-    p.add_argument("--out", default="demo-report", help="report folder (default: demo-report)")
-    p.add_argument("--setting", default=DEFAULT_SETTING, choices=list(SETTINGS),
-                   help=f"the world (default {DEFAULT_SETTING}): " + "; ".join(
-                       f"{name}: {world.why}" for name, world in SETTINGS.items()).replace("%", "%%"))
+    p.add_argument("--out", default="demo-report", help="report folder")
+    p.add_argument("--setting", default=DEMO_DEFAULT_SETTING, choices=list(DEMO_SETTINGS),
+                   help=f"the world (default {DEMO_DEFAULT_SETTING}): " + "; ".join(
+                       f"{name}: {why}" for name, why in DEMO_SETTINGS.items()).replace("%", "%%"))
     p.add_argument("--quick", action="store_true", help="a smaller budget, to see it work in a couple of minutes")
-    p.add_argument("--method", default=None, choices=list(DEMO_METHODS),
+    p.add_argument("--method", default=None, choices=list(DEMO_METHOD_NAMES),
                    help="distillation method (default: the setting's, "
-                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_METHODS.items())
+                        + ", ".join(f"{k}: {v}" for k, v in DEMO_DEFAULT_METHODS.items())
                         + "; tie-kd is TIE-KD from the teacher alone, as its paper runs it, tie-kd-gt adds the labels)")
     p.add_argument("--student", default="mobilenetv2_100", help="timm backbone of the student")
-    p.add_argument("--steps", type=int, default=None, help="training steps per student (overrides the budget)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="training steps per student (default: the setting's budget)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the order")
     p.add_argument("--teacher", default=None, help="teacher spec (default: the setting's built-in teacher)")
     p.set_defaults(func=cmd_demo)
@@ -283,15 +382,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         "and a list file readable with --data nyu-list:LIST?root=DIR.",
     )
     p.add_argument("--domain", default="indoor", help="indoor, outdoor or an out-of-distribution domain")
-    p.add_argument("--num", type=int, default=100, help="number of images (default 100)")
-    p.add_argument("--size", type=parse_size, default=(240, 320), help="HxW (default 240x320)")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (default 0): the same seed gives the same bytes")
+    p.add_argument("--num", type=positive_int, default=100, help="number of images")
+    p.add_argument("--size", type=parse_size, default=(240, 320), help="image size HxW")
+    p.add_argument("--seed", type=int, default=0, help="scene seed: the same seed gives the same bytes")
     p.add_argument("--out", required=True,
                    help="output folder (with --preview-only: a folder for preview.png, or a .png file name)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a dataset already in --out (default: refuse, so nothing is mixed or lost)")
     p.add_argument("--gt", default="dense",
-                   help="ground truth written to depth/: dense (exact, the default), lidar or lidar_annotated "
+                   help="ground truth written to depth/: dense (exact), lidar or lidar_annotated "
                         "(KITTI-like scan, outdoor), kinect or kinect_filled (NYU-like structured light, indoor); "
                         "with a sensor the exact depth goes to depth_dense/")
     p.add_argument("--preview", action="store_true", help="also write a contact sheet of every domain")
@@ -308,14 +407,13 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "also reports how many items keep their depth (labelled) and how many do not.",
     )
     p.add_argument("data", help=DATA_SPEC_HELP)
-    p.add_argument("--expected", type=int, default=None, help="expected number of items")
+    p.add_argument("--expected", type=non_negative_int, default=None,
+                   help="expected number of items (default: the official count where one is known)")
     p.add_argument("--no-decode", action="store_true", help="only check that files exist")
     p.set_defaults(func=cmd_verify_data)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from depthkd.metrics import ALIGNMENTS, PROTOCOLS
-
     p = sub.add_parser(
         "evaluate",
         help="score a model or saved predictions under a named protocol",
@@ -325,15 +423,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help=MODEL_SPEC_HELP)
     p.add_argument("--predictions", help="a folder of saved predictions (DIR/<name>.png|.npy, meta.json)")
     p.add_argument("--data", required=True, help=DATA_SPEC_HELP)
-    p.add_argument("--protocol", default="nyu", choices=sorted(PROTOCOLS), help="default nyu")
-    p.add_argument("--align", default="none", choices=ALIGNMENTS, help="default none (metric)")
+    p.add_argument("--protocol", default="nyu", choices=sorted(PROTOCOL_NAMES),
+                   help="metric protocol: crop and depth caps")
+    p.add_argument("--align", default="none", choices=ALIGNMENT_NAMES,
+                   help="alignment of each prediction to its ground truth before scoring; none scores metric depth")
     p.add_argument("--flip-tta", action="store_true", help="average with the flipped image's prediction")
-    p.add_argument("--min-depth", type=float, default=None, help="override the protocol's lower cap")
-    p.add_argument("--max-depth", type=float, default=None, help="override the protocol's upper cap")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--output", help="write the result as JSON here")
+    p.add_argument("--align-corners", action="store_true",
+                   help="resize predictions of another size than the ground truth with align_corners=True, as "
+                   "ZoeDepth and AdaBins evaluate (default: False, as Hugging Face and monodepth2); the label says so")
+    p.add_argument("--min-depth", type=positive_float, default=None,
+                   help="lower depth cap in metres (default: the protocol's)")
+    p.add_argument("--max-depth", type=positive_float, default=None,
+                   help="upper depth cap in metres (default: the protocol's)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass")
+    p.add_argument("--num-workers", type=non_negative_int, default=0,
+                   help="DataLoader worker processes; 0 loads in the main process")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--output", help="write the result as JSON here (default: only print the table)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -347,15 +453,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
     p.add_argument("--input", required=True, help="folder of images")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--scale", type=float, default=1000.0, help="16-bit PNG scale (1000 = mm; 256 = KITTI)")
-    p.add_argument("--format", default="png", choices=("png", "npy"))
-    p.add_argument("--flip-tta", action="store_true")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--scale", type=positive_float, default=1000.0,
+                   help="16-bit PNG units per metre (1000 = mm; 256 = KITTI)")
+    p.add_argument("--format", default="png", choices=("png", "npy"),
+                   help="png: 16-bit depth * --scale (metric models only); npy: float32, any output kind, lossless")
+    p.add_argument("--flip-tta", action="store_true", help="average with the flipped image's prediction")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="recipe YAML (e.g. configs/tiekd-sim.yaml)")
+    p.add_argument("--config", required=True,
+                   help="recipe YAML, a path or a packaged recipe's name (e.g. configs/tiekd-sim.yaml, tiekd-sim)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set optim.lr=3e-4 --set trainer.max_steps=500 (repeatable)",
@@ -391,9 +500,9 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         description="Run one image through a student or teacher and list every module with its output shape.",
     )
     p.add_argument("model", help="student:BACKBONE, a student .safetensors, hf:DIR or torch:FILE")
-    p.add_argument("--size", type=parse_size, default=(224, 224), help="HxW (default 224x224)")
-    p.add_argument("--filter", default="", help="only modules whose name contains this text")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="input size HxW")
+    p.add_argument("--filter", default="", help="only modules whose name contains this text (default: all)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_inspect)
 
 
@@ -407,9 +516,10 @@ def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", required=True, help=MODEL_SPEC_HELP)
     p.add_argument("--data", required=True, help=DATA_SPEC_HELP)
     p.add_argument("--out", required=True, help="cache folder")
-    p.add_argument("--format", default="npy16", choices=("npy16", "png16"))
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--format", default="npy16", choices=("npy16", "png16"),
+                   help="npy16: fp16 memory-mapped arrays; png16: one 16-bit PNG per image")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per teacher forward pass")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_cache_teacher)
 
 
@@ -423,14 +533,19 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="a student .safetensors with the dpm head")
     p.add_argument("--image", required=True, help="an image file")
-    p.add_argument("--teacher", help=MODEL_SPEC_HELP)
-    p.add_argument("--output", default="explain.png")
-    p.add_argument("--pixel", type=parse_pixel, action="append", help="ROW,COL to show (repeatable)")
-    p.add_argument("--size", type=parse_size, default=None, help="resize the image to HxW first")
-    p.add_argument("--sigma", type=float, default=None, help="teacher DPM width in metres")
-    p.add_argument("--target", default="integrated", choices=("integrated", "softmax_pdf"))
-    p.add_argument("--entropy", default="normalized", choices=("normalized", "nats"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--teacher", help=MODEL_SPEC_HELP + " (default: none; adds the teacher's depth and DPM)")
+    p.add_argument("--output", default="explain.png", help="the PNG to write")
+    p.add_argument("--pixel", type=parse_pixel, action="append",
+                   help="ROW,COL of an input pixel to show (repeatable; default: the most uncertain, the most "
+                        "certain and the centre)")
+    p.add_argument("--size", type=parse_size, default=None, help="resize the image to HxW first (default: keep it)")
+    p.add_argument("--sigma", type=positive_float, default=None,
+                   help="teacher DPM width in metres, > 0 (default: TIE-KD's for the student's depth range)")
+    p.add_argument("--target", default="integrated", choices=("integrated", "softmax_pdf"),
+                   help="the teacher DPM's form, as in training")
+    p.add_argument("--entropy", default="normalized", choices=("normalized", "nats"),
+                   help="entropy units: normalized (divided by ln K, comparable across bin counts) or nats")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_explain)
 
 
@@ -445,11 +560,15 @@ def _add_preview_datafree(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="PNG to write")
     p.add_argument("--run", help="a data-free run directory (its trained transformation network)")
     p.add_argument("--teacher", help="teacher spec (default: the run's)")
-    p.add_argument("--fit-steps", type=int, default=0, help="fit a transformation network for N steps")
-    p.add_argument("--num-images", type=int, default=6)
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="data-free option")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--fit-steps", type=non_negative_int, default=0,
+                   help="without --run, fit a transformation network for N steps; 0 fits none")
+    p.add_argument("--num-images", type=int_at_least(2), default=6,
+                   help="columns of the grid (at least 2: objects are mixed between images)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a data-free method option (mixing, transformation network) when no --run is given "
+                        "(repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mixing and of a fitted network")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_preview_datafree)
 
 
@@ -462,9 +581,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "tolerance is an error and the files are removed.",
     )
     p.add_argument("--model", required=True, help="a student .safetensors (or student:BACKBONE, arch:NAME)")
-    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (onnx)")
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     p.add_argument("--output", help="the .onnx path (default: next to the model)")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="HxW (default 480x640)")
+    p.add_argument("--size", type=parse_size, default=(480, 640),
+                   help="input size HxW (with --dynamic: the traced size)")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
     p.add_argument("--fp16", action="store_true", help="float16 weights and activations")
     p.add_argument(
@@ -472,10 +592,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="also write NAME.int8.onnx (static calibration by default) and report the accuracy change",
     )
     p.add_argument("--calib", help="folder of calibration images for static int8 (default: simulated)")
-    p.add_argument("--preprocessing", default="inside", choices=("inside", "sidecar"))
-    p.add_argument("--input-format", default="float", choices=("float", "uint8"))
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "legacy"))
+    p.add_argument("--preprocessing", default="inside", choices=("inside", "sidecar"),
+                   help="inside: the graph normalises the image; sidecar: the caller does, with the mean/std "
+                        "written to the sidecar NAME.json")
+    p.add_argument("--input-format", default="float", choices=("float", "uint8"),
+                   help="float: (B,3,H,W) float32 in [0,1]; uint8: (B,H,W,3) bytes (needs --preprocessing inside)")
+    p.add_argument("--opset", type=int_at_least(17), default=18, help="ONNX opset, 17 or newer")
+    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "legacy"),
+                   help="dynamo: torch.export, handles every model, slower; legacy: TorchScript, quicker, "
+                        "a fallback when a model trips torch.export")
     p.set_defaults(func=cmd_export)
 
 
@@ -487,13 +612,14 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "no weights: arch:depth-anything-v2-small | arch:depth-anything-v2-base | arch:dpt-hybrid.",
     )
     p.add_argument("--model", required=True, help="student .safetensors, .onnx, student:BACKBONE or a teacher spec")
-    p.add_argument("--teacher", help="a teacher spec or arch:NAME to compare with")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="HxW (default 480x640)")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--teacher", help="a teacher spec or arch:NAME to compare with (default: none)")
+    p.add_argument("--size", type=parse_size, default=(480, 640), help="input size HxW")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"),
+                   help="runtime timed (PyTorch models are exported to a temporary ONNX graph for onnxruntime)")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads of the backend")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls before timing")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed calls")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per call")
     p.set_defaults(func=cmd_benchmark)
 
 
@@ -515,14 +641,15 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The whole ``depthkd`` parser; builds without importing torch, so help and usage errors are instant."""
+    parser = _Parser(
         prog="depthkd",
         description="Distil large monocular depth models into small, fast CNN students; evaluate them "
         "under the field's exact protocols; export them.",
     )
     parser.add_argument("--version", action="version", version=f"depthkd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers are _Parser too
     for add in SUBCOMMANDS:
         add(sub)
     return parser

@@ -19,7 +19,9 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 import platform
+import re
 import subprocess
 import types
 import typing
@@ -285,8 +287,42 @@ class RecipeConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-def _where(key: str, source: str | None) -> str:
-    return f"{key!r}" + (f" in {source}" if source else "")
+@dataclass(frozen=True)
+class RecipeSource:
+    """Where a recipe's values came from: its file and the ``key=value`` overrides applied over it.
+
+    Passed wherever a file name was, so that an error about a key set by ``--set`` names that override
+    instead of a file that never mentioned the key.
+    """
+
+    file: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    """``(dotted key, override text)`` per override, in order."""
+
+    def describe(self, key: str) -> str:
+        """`` from --set X`` / `` in FILE`` / `` in FILE and --set X`` for ``key`` (``''``: the recipe)."""
+        covering = [text for okey, text in self.overrides if _is_within(key, okey)]
+        if covering:
+            return f" from --set {covering[-1]}"  # the last override of a key is the one that stands
+        inner = [text for okey, text in self.overrides if key == "" or _is_within(okey, key)]
+        places = ([self.file] if self.file else []) + [f"--set {text}" for text in inner]
+        return f" in {' and '.join(places)}" if places else ""
+
+
+def _is_within(key: str, section: str) -> bool:
+    """Whether dotted ``key`` is ``section`` or below it (``optim.betas[0]`` is within ``optim.betas``)."""
+    return key == section or key.startswith((f"{section}.", f"{section}["))
+
+
+def _origin(key: str, source: str | RecipeSource | None) -> str:
+    """`` in FILE`` or `` from --set ...``: where the value at ``key`` came from."""
+    if isinstance(source, RecipeSource):
+        return source.describe(key)
+    return f" in {source}" if source else ""
+
+
+def _where(key: str, source: str | RecipeSource | None) -> str:
+    return f"{key!r}{_origin(key, source)}"
 
 
 def _type_name(tp: Any) -> str:
@@ -300,7 +336,7 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
+def _coerce(value: Any, tp: Any, key: str, source: str | RecipeSource | None) -> Any:
     """``value`` converted to type ``tp`` or a ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -402,7 +438,7 @@ def _field_types(cls: type) -> dict[str, Any]:
     return out
 
 
-def unknown_key_error(key: str, valid: Sequence[str], source: str | None, what: str = "") -> ConfigError:
+def unknown_key_error(key: str, valid: Sequence[str], source: str | RecipeSource | None, what: str = "") -> ConfigError:
     """The error for an unknown key: names it, suggests the closest, lists the valid ones."""
     name = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(name, valid, n=1)
@@ -413,10 +449,13 @@ def unknown_key_error(key: str, valid: Sequence[str], source: str | None, what: 
     )
 
 
-def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "", source: str | None = None) -> Any:
+def from_dict(
+    cls: type, values: Mapping[str, Any], prefix: str = "", source: str | RecipeSource | None = None
+) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and converting types.
 
-    ``prefix`` is the dotted position of ``values`` in the recipe (for messages); ``source`` the file.
+    ``prefix`` is the dotted position of ``values`` in the recipe (for messages); ``source`` the file (or a
+    :class:`RecipeSource`, so that messages name the override that set a key).
     """
     types_by_name = _field_types(cls)
     kwargs: dict[str, Any] = {}
@@ -428,10 +467,8 @@ def from_dict(cls: type, values: Mapping[str, Any], prefix: str = "", source: st
         kwargs[key] = _coerce(value, types_by_name[key], dotted, source)
     try:
         return cls(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix or 'recipe'}{' in ' + source if source else ''}: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{prefix or 'recipe'}{' in ' + source if source else ''}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # ConfigError included: a section's own check
+        raise ConfigError(f"{prefix or 'recipe'}{_origin(prefix, source)}: {exc}") from exc
 
 
 STUDENT_SPEC_PREFIX = "student:"
@@ -591,7 +628,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return out
 
 
-def _validate_method_options(config: RecipeConfig, source: str | None) -> None:
+def _validate_method_options(config: RecipeConfig, source: str | RecipeSource | None) -> None:
     from depthkd.distill.registry import get_method
 
     terms: list[tuple[str, MethodConfig | MethodTerm]] = [("method", config.method)]
@@ -606,7 +643,7 @@ def _validate_method_options(config: RecipeConfig, source: str | None) -> None:
         term.options = from_dict(method_cls.Config, options, f"{prefix}.options", source)
 
 
-def recipe_from_dict(data: Mapping[str, Any], source: str | None = None) -> RecipeConfig:
+def recipe_from_dict(data: Mapping[str, Any], source: str | RecipeSource | None = None) -> RecipeConfig:
     """Validate a raw mapping into a :class:`RecipeConfig` (method options included)."""
     config = from_dict(RecipeConfig, data, "", source)
     _validate_method_options(config, source)
@@ -614,14 +651,19 @@ def recipe_from_dict(data: Mapping[str, Any], source: str | None = None) -> Reci
     return config
 
 
-def _check_consistency(config: RecipeConfig, source: str | None) -> None:
+def _check_consistency(config: RecipeConfig, source: str | RecipeSource | None) -> None:
     trainer = config.trainer
     if trainer.max_steps is None and trainer.max_epochs is None:
-        raise ConfigError(f"trainer{' in ' + source if source else ''}: set max_steps or max_epochs")
-    for name in ("max_steps", "max_epochs", "accumulate_grad_batches", "checkpoint_every_n_steps"):
+        raise ConfigError(f"trainer{_origin('trainer', source)}: set max_steps or max_epochs")
+    # val_every_n_steps: 0 would silently mean "at the end of each stage", which is what null says.
+    at_least = {"max_steps": 1, "max_epochs": 1, "accumulate_grad_batches": 1, "checkpoint_every_n_steps": 1,
+                "val_every_n_steps": 1, "num_nodes": 1, "log_every_n_steps": 0}  # 0: Lightning logs nothing
+    for name, minimum in at_least.items():
         value = getattr(trainer, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"{_where('trainer.' + name, source)}: {value} must be >= 1")
+        if value is not None and value < minimum:
+            raise ConfigError(f"{_where('trainer.' + name, source)}: {value} must be >= {minimum}")
+    _check_devices(trainer.devices, source)
+    _check_optim(config.optim, source)
     _check_evaluation(config, source)
     if config.data.batch_size < 1:
         raise ConfigError(f"{_where('data.batch_size', source)}: {config.data.batch_size} must be >= 1")
@@ -632,7 +674,37 @@ def _check_consistency(config: RecipeConfig, source: str | None) -> None:
         )
 
 
-def _check_evaluation(config: RecipeConfig, source: str | None) -> None:
+_DEVICE_INDICES = re.compile(r"\s*\d+\s*(,\s*\d+\s*)*,?\s*")
+
+
+def _check_devices(devices: int | str, source: str | RecipeSource | None) -> None:
+    """What ``lightning.Trainer(devices=...)`` accepts, checked before the run instead of deep inside it."""
+    if isinstance(devices, int):
+        ok = devices >= 1 or devices == -1
+    else:
+        ok = devices.strip() in ("auto", "-1") or _DEVICE_INDICES.fullmatch(devices) is not None
+    if not ok:
+        raise ConfigError(
+            f"{_where('trainer.devices', source)}: {devices!r} is not a number of devices (1, 2, ...), "
+            "-1 (all), 'auto' or GPU indices such as '0,1'"
+        )
+
+
+def _check_optim(optim: OptimConfig, source: str | RecipeSource | None) -> None:
+    """Ranges torch checks only when the optimiser is built (or never: a negative lr ascends)."""
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise ConfigError(f"{_where('optim.lr', source)}: {optim.lr} must be > 0")
+    if not all(0.0 <= beta < 1.0 for beta in optim.betas):
+        raise ConfigError(f"{_where('optim.betas', source)}: {optim.betas} must both be in [0, 1)")
+    for name in ("weight_decay", "momentum"):
+        value = getattr(optim, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{_where('optim.' + name, source)}: {value} must be >= 0")
+    if not 0.0 <= optim.pct_start <= 1.0:
+        raise ConfigError(f"{_where('optim.pct_start', source)}: {optim.pct_start} must be in [0, 1]")
+
+
+def _check_evaluation(config: RecipeConfig, source: str | RecipeSource | None) -> None:
     """Protocol, alignments and monitored metric must exist before hours of training, not after."""
     from depthkd.metrics import ALIGNMENTS, METRIC_KEYS, PROTOCOLS
 
@@ -652,24 +724,27 @@ def find_recipe(name: str | Path) -> Path:
     path = Path(name)
     if path.is_file():
         return path
+    # A name that already ends in .yaml/.yml is looked for as it is (not as nope.yaml.yaml).
+    names = [path.name] if path.suffix.lower() in (".yaml", ".yml") else [path.name, f"{path.name}.yaml"]
     candidates = []
     for folder in (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "configs"):
-        candidates += [folder / path.name, folder / f"{path.name}.yaml"]
+        candidates += [folder / file_name for file_name in names if folder / file_name not in candidates]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"recipe file not found: {name} (also looked for {', '.join(map(str, candidates[:2]))})")
+    raise ConfigError(f"recipe file not found: {name} (also looked for {', '.join(map(str, candidates))})")
 
 
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RecipeConfig:
     """Load, inherit, override and validate a recipe; ``path=None`` starts from the defaults."""
-    source = None
+    file = None
     data: dict[str, Any] = {}
     if path is not None:
         resolved = find_recipe(path)
-        source = str(resolved)
+        file = str(resolved)
         data = read_recipe_dict(resolved)
     data = apply_overrides(data, overrides)
+    source = RecipeSource(file, tuple((".".join(parse_override(text)[0]), text) for text in overrides))
     return recipe_from_dict(data, source)
 
 
@@ -742,6 +817,7 @@ __all__ = [
     "MethodTerm",
     "OptimConfig",
     "RecipeConfig",
+    "RecipeSource",
     "RunConfig",
     "TeacherConfig",
     "TrainerConfig",
