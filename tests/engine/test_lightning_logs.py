@@ -39,3 +39,16 @@ def test_lightning_lines_go_through_the_root_handler_once_and_tips_are_dropped()
     finally:
         root.removeHandler(collect)
         root.setLevel(old_level)
+
+
+def test_the_progress_bar_shows_the_loss_and_validation_not_the_logger_version() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from depthkd.engine.progress_bar import StepProgressBar
+
+    trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(0.123456), "val/abs_rel": torch.tensor(0.2),
+                                                "train/skipped": torch.tensor(0.0)})
+    shown = StepProgressBar().get_metrics(trainer, None)
+    assert shown == {"loss": "0.1235", "val AbsRel": "0.2"}
