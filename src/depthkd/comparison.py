@@ -291,6 +291,61 @@ def train_contender(
     )
 
 
+def _train_in_worker(job: tuple[Contender, Budget, int, Path, Sequence[int], Sequence[str], int]) -> RowResult:
+    """:func:`train_contender` in a worker process with ``threads`` torch threads and no progress bars
+    (the parent shows one bar per row)."""
+    import os
+
+    contender, budget, seed, runs_root, size, extra_overrides, threads = job
+    os.environ["DEPTHKD_PROGRESS"] = "0"
+    torch.set_num_threads(threads)
+    return train_contender(contender, budget, seed, runs_root, size, extra_overrides)
+
+
+def latest_step(run_dir: Path) -> int:
+    """The optimiser steps a run has logged so far (0 before its first log line)."""
+    losses = read_curves(run_dir)["train/loss"] if (run_dir / "logs").is_dir() else []
+    return losses[-1][0] + 1 if losses else 0
+
+
+def train_side_by_side(
+    rows: dict[str, tuple[Contender, Sequence[str]]],
+    budget: Budget,
+    seed: int,
+    runs_root: Path,
+    size: Sequence[int] = DEFAULT_TRAIN_SIZE,
+    poll_s: float = 2.0,
+) -> dict[str, RowResult]:
+    """Train several rows at once, one process each with an equal share of this process's torch
+    threads, and return their results by name (``rows``: name -> contender and extra overrides).
+
+    Small students on a CPU use a core better alone than split over threads, so two rows side by side
+    take little longer than one: the demo's wall time is the slower row's, not the sum. Each row is
+    trained exactly as :func:`train_contender` would (same recipe, seed and run folder); its numbers
+    differ from a sequential run only by the thread count's effect on float summation order.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from depthkd.progress import make_progress
+
+    threads = max(1, torch.get_num_threads() // len(rows))
+    run_dirs = {name: Path(contender_recipe(contender, budget, seed, runs_root, extra).run.dir)
+                for name, (contender, extra) in rows.items()}
+    jobs = {name: (contender, budget, seed, runs_root, tuple(size), tuple(extra), threads)
+            for name, (contender, extra) in rows.items()}
+    with ProcessPoolExecutor(max_workers=len(rows), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_train_in_worker, job) for name, job in jobs.items()}
+        with make_progress() as progress:
+            tasks = {name: progress.add_task(f"training {name}", total=budget.steps, rate="-/s") for name in rows}
+            while not all(future.done() for future in futures.values()):
+                for name, task in tasks.items():
+                    progress.update(task, completed=min(budget.steps, latest_step(run_dirs[name])),
+                                    rate=f"{threads} thread{'s' if threads > 1 else ''}")
+                time.sleep(poll_s)
+        return {name: future.result() for name, future in futures.items()}
+
+
 def score_on_test(model: Any, test: str, protocols: Sequence[str]) -> dict[str, dict[str, float]]:
     """The metrics of ``model`` (a predictor or any spec ``load_predictor`` takes) on data spec ``test``
     under each protocol, from one pass (nothing is run without a protocol)."""

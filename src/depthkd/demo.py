@@ -42,6 +42,7 @@ from depthkd.comparison import (
     score_teacher,
     setting_contenders,
     train_contender,
+    train_side_by_side,
 )
 from depthkd.errors import ConfigError
 from depthkd.metrics import protocol_label
@@ -271,7 +272,7 @@ def write_report(out: Path, rows: list[RowResult], info: dict[str, Any]) -> Path
         "## How this was made",
         "",
         f"- Command: `{info['command']}`; seed {info['seed']}; {info['minutes']:.1f} min in all.",
-        f"- Machine: {info['machine']}; torch {torch.__version__}.",
+        f"- Machine: {info['machine']}; torch {torch.__version__}. The students trained {info['training']}.",
         f"- Runs (checkpoints, logs, resolved recipes): `runs/`. Students: `{alone.student_path}`, "
         f"`{distilled.student_path}`; ONNX: `student-kd.onnx`.",
         f"- The validation curves use `{info['val']}`, apart from the test set; the test set scores each "
@@ -304,12 +305,15 @@ def run_demo(
     command: str = "depthkd demo",
     settings: DemoSettings | None = None,
     setting: str = DEFAULT_SETTING,
+    side_by_side: bool = True,
 ) -> Path:
     """Run the demo and return the path of ``report.md`` (see the module docstring).
 
     ``setting`` names one of :data:`depthkd.comparison.SETTINGS`; ``method`` defaults to the setting's
     (:data:`DEFAULT_METHODS`); ``teacher`` replaces its teacher;
     ``settings`` replaces the budget ``quick`` picks from :data:`BUDGETS`; ``steps`` overrides its step count.
+    ``side_by_side`` trains the two students at once, one process each, when torch has two threads or more
+    (:func:`depthkd.comparison.train_side_by_side`); ``False`` trains them one after the other.
     """
     if setting not in SETTINGS:
         raise ConfigError(f"demo setting {setting!r} is not one of {', '.join(SETTINGS)}")
@@ -345,13 +349,20 @@ def run_demo(
     log.info("scoring the teacher %s", teacher)
     protocol = recipe.eval.protocol
     teacher_row = score_teacher(teacher, test, protocol=protocol, size=world.size, label=f"teacher `{teacher}`")
-    log.info("training the student alone (%d steps)", steps)
-    alone = train_contender(contenders["alone"][0], budget, seed, runs_root, world.size,
-                            [f"student.backbone={student}"])
-    alone.label = "student alone"
-    log.info("training the student with %s (%d steps)", method, steps)
-    distilled = train_contender(contenders[DEMO_METHODS[method]][0], budget, seed, runs_root, world.size, student_set)
-    distilled.label = f"student + {method}"
+    students = {"student alone": (contenders["alone"][0], [f"student.backbone={student}"]),
+                f"student + {method}": (contenders[DEMO_METHODS[method]][0], student_set)}
+    side_by_side = side_by_side and torch.get_num_threads() >= 2
+    if side_by_side:
+        log.info("training the student alone and the student with %s side by side (%d steps each)", method, steps)
+        trained = train_side_by_side(students, budget, seed, runs_root, world.size)
+    else:
+        trained = {}
+        for name, (contender, extra) in students.items():
+            log.info("training the %s (%d steps)", name, steps)
+            trained[name] = train_contender(contender, budget, seed, runs_root, world.size, extra)
+    alone, distilled = trained.values()
+    for name, row in trained.items():
+        row.label = name
     rows = [teacher_row, alone, distilled]
     for row in rows[1:]:
         row.label = f"{row.label} (`{student}`)"
@@ -385,6 +396,8 @@ def run_demo(
         "init_encoder": recipe.student.init_encoder, "val": with_params(recipe.data.val, num=settings.val_images),
         "test": test, "test_images": settings.test_images, "size": list(world.size), "protocol": protocol,
         "seed": seed, "latency": latency, "threads": 2, "command": command, "machine": machine_description(),
+        "training": (f"side by side, one process and {max(1, torch.get_num_threads() // 2)} torch thread(s) each"
+                     if side_by_side else f"one after the other, {torch.get_num_threads()} torch thread(s)"),
         "minutes": (time.perf_counter() - started) / 60.0,
     }
     (out / "results.json").write_text(

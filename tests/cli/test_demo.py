@@ -86,3 +86,32 @@ def test_setting_contenders_share_the_world_and_the_alone_row_sees_only_labels()
     assert kitti["alone"].data.train == "folder:streets"  # every image has (sparse) labels
     assert not kitti["response-ssim"].method.add and kitti["disdepth"].student.max_depth == 80.0
     assert kitti["disdepth"].teacher.spec == "sim-vit-outdoor" and kitti["disdepth"].data.crop == (96, 320)
+
+
+@pytest.mark.slow
+def test_rows_trained_side_by_side_equal_rows_trained_one_after_the_other(tmp_path):
+    """Each side-by-side row is the row train_contender trains alone (same recipe, seed, weights)."""
+    from safetensors.torch import load_file
+
+    from depthkd.comparison import train_contender, train_side_by_side
+
+    budget = Budget(train="sim:indoor?num=8&size=32x48&seed=0", test="sim:indoor?num=2&size=32x48&seed=9", steps=3,
+                    val_points=1)
+    tiny = ["student.backbone=mobilenetv2_050", "student.init_encoder=null", "data.crop=null"]
+    rows = {"a": (Contender("row a", "supervised-sim"), tiny),
+            "b": (Contender("row b", "supervised-sim", ("optim.lr=3e-3",)), tiny)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = train_side_by_side(rows, budget, 0, tmp_path / "together", size=(32, 48), poll_s=0.2)
+        torch.set_num_threads(1)  # what each side-by-side worker had
+        apart = {name: train_contender(c, budget, 0, tmp_path / "apart", (32, 48), extra)
+                 for name, (c, extra) in rows.items()}
+    finally:
+        torch.set_num_threads(threads)
+    assert list(together) == ["a", "b"]
+    for name in rows:
+        a, b = load_file(str(together[name].student_path)), load_file(str(apart[name].student_path))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+        assert together[name].metrics == apart[name].metrics
+    assert together["a"].metrics != together["b"].metrics  # two different rows, not one trained twice
