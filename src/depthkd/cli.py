@@ -55,7 +55,7 @@ DEMO_METHOD_NAMES: tuple[str, ...] = ("tie-kd", "tie-kd-gt", "response", "featur
 """``depthkd.demo.DEMO_METHODS``' names."""
 DEMO_DEFAULT_METHODS: dict[str, str] = {"kitti-like": "tie-kd", "nyu-like": "tie-kd", "label-scarce": "tie-kd-gt"}
 """``depthkd.demo.DEFAULT_METHODS``."""
-DEMO_DEFAULT_STEPS: tuple[int, int] = (800, 100)
+DEMO_DEFAULT_STEPS: tuple[int, int] = (1800, 100)
 """Student steps of the default setting's ``full`` and ``quick`` budgets (``depthkd.demo.BUDGETS``)."""
 
 

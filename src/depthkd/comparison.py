@@ -292,12 +292,17 @@ def train_contender(
 
 
 def _train_in_worker(job: tuple[Contender, Budget, int, Path, Sequence[int], Sequence[str], int]) -> RowResult:
-    """:func:`train_contender` in a worker process with ``threads`` torch threads and no progress bars
-    (the parent shows one bar per row)."""
+    """:func:`train_contender` in a worker process with ``threads`` torch threads, no progress bars (the
+    parent shows one bar per row) and only warnings and errors logged (Lightning's start-up lines and dataloader
+    hints, printed by two workers at once, would bury the parent's bars)."""
+    import logging
     import os
+    import warnings
 
     contender, budget, seed, runs_root, size, extra_overrides, threads = job
     os.environ["DEPTHKD_PROGRESS"] = "0"
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.")
     torch.set_num_threads(threads)
     return train_contender(contender, budget, seed, runs_root, size, extra_overrides)
 

@@ -62,13 +62,14 @@ DEMO_METHODS: dict[str, str] = {
 DEFAULT_SETTING = "label-scarce"
 DEFAULT_REASON = (
     "the demo's default because a teacher has the most to give there and it fits the demo's budget: in the "
-    "method benchmark (3000 steps, seed 0) the student alone reached AbsRel 0.209 on its 100 labelled images "
-    "and TIE-KD with those labels 0.167, against the teacher's 0.148 (69% of the gap closed), while in "
-    "kitti-like the student alone on the LiDAR (0.100 under KITTI's Garg crop) beat the built-in street "
-    "teacher (0.161), and a kitti-like TIE-KD student needs several seconds a step on 2 CPU cores"
+    "method benchmark (3000 steps, seeds 0-2, 256 test scenes) the student alone reached AbsRel 0.213 ± 0.003 on "
+    "its 100 labelled images and TIE-KD with those labels 0.166 ± 0.002, against the teacher's 0.148 (73% of the "
+    "gap closed), while in kitti-like the student alone on the LiDAR (0.100 under KITTI's Garg crop) beat the "
+    "built-in street teacher (0.161), and a kitti-like TIE-KD student needs several seconds a step on 2 CPU cores"
 )
 """Why :data:`DEFAULT_SETTING` is the default (the report says it); figures from
-``benchmarks/results/2026-12-03-cpu-2core-methods-*.md``."""
+``benchmarks/results/2026-12-04-cpu-2core-methods-label-scarce.md`` and
+``benchmarks/results/2026-12-03-cpu-2core-methods-kitti-like.md``."""
 DEFAULT_METHODS = {"kitti-like": "tie-kd", "nyu-like": "tie-kd", "label-scarce": "tie-kd-gt"}
 """Each setting's method when ``--method`` is not given: TIE-KD as its paper runs it (teacher only) where
 every image has labels, TIE-KD with the labels where only a few images have them."""
@@ -90,12 +91,13 @@ BUDGETS: dict[str, dict[str, DemoSettings]] = {
                    "quick": DemoSettings(steps=30, train_images=32, test_images=8, val_images=8, samples=3)},
     "nyu-like": {"full": DemoSettings(steps=1000, train_images=1000, test_images=64),
                  "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
-    "label-scarce": {"full": DemoSettings(steps=800, train_images=1000, test_images=64),
+    "label-scarce": {"full": DemoSettings(steps=1800, train_images=1000, test_images=64),
                      "quick": DemoSettings(steps=100, train_images=100, test_images=16, val_images=8, samples=3)},
 }
 """Each setting's budget, ``full`` (``depthkd demo``) and ``quick`` (``--quick``). Measured: ``label-scarce``
-full took 16.5 min with one torch thread while a benchmark used the other core (2026-12-03); the
-``kitti-like`` budget is too small for its TIE-KD student to learn much and takes longer than 15 min."""
+full took 12.9 min on 2 cores with the students side by side (2026-12-04, seed 0: 58% of the gap closed; at
+800 steps it had closed 9%); the ``kitti-like`` budget is too small for its TIE-KD student to learn much and
+takes longer than 15 min."""
 
 
 SENSOR_NAMES = {"lidar": "LiDAR", "lidar_annotated": "annotated LiDAR", "kinect": "Kinect",

@@ -98,3 +98,12 @@ def test_calibration_images_are_resized_and_seeded(tmp_path) -> None:
 def test_empty_calibration_folder_is_a_data_error(tmp_path) -> None:
     with pytest.raises(DataError):
         calibration_images((16, 16), count=2, folder=tmp_path)
+
+
+def test_a_failed_calibration_leaves_no_float_graph_behind(tmp_path) -> None:
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no images"):
+        export_onnx(tiny_student(), tmp_path / "s.onnx", size=SIZE, int8="static", calib=empty, exporter="legacy",
+                    check=False, check_images=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib"]  # neither s.onnx nor its sidecar

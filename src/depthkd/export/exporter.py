@@ -356,6 +356,9 @@ def export_onnx(
         job.remove_outputs()
         written = ", ".join(p.name for p in job.written) or "nothing"
         raise ModelError(f"{err} [removed what it wrote: {written}; check=False keeps unchecked files]") from err
+    except BaseException:  # bad calibration data, an interrupt: no half-finished export is left behind
+        job.remove_outputs()
+        raise
     finally:
         job.module.train(was_training)
 
