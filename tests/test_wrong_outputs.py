@@ -116,3 +116,15 @@ def test_predict_on_a_dataset_root_predicts_its_images_only(tmp_path: Path, stud
     assert summary.count == 2
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").glob("*.png"))
     assert written == ["img_001.png", "img_002.png"]  # not depth/img_001.png etc.
+
+
+def test_an_output_path_under_a_file_is_one_line_not_a_traceback(
+    tmp_path: Path, student_file: Path, capsys  # noqa: ANN001
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    images = write_paired_folder(tmp_path / "data", n=1).root / "rgb"
+    code = main(["predict", "--model", str(student_file), "--input", str(images), "--output", str(blocker / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(blocker / "out") in err or str(blocker) in err

@@ -677,8 +677,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DepthkdError as exc:
         print(f"depthkd {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"depthkd {args.command}: interrupted", file=sys.stderr)
+    except OSError as exc:  # a read-only folder, a full disk, an --out that is a file: one line, no traceback
+        if args.verbose:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"depthkd {args.command}: error: {where}{exc.strerror or exc} (-v shows where)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # a training run says where it saved its checkpoint
+        print(f"depthkd {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -110,3 +110,57 @@ def test_a_crafted_or_truncated_checkpoint_is_one_clear_error(tmp_path: Path) ->
     truncated.write_bytes(truncated.read_bytes()[:300])
     with pytest.raises(DataError, match="last.ckpt is not a readable checkpoint"):
         checkpoint_stage(truncated)
+
+
+class _CtrlCAt(L.Callback):
+    """Sends this process SIGINT (Ctrl+C) right after optimiser step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if trainer.global_step == self.step:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_determinism")
+def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_rerun_continues_bit_for_bit(
+    tiny_data: Path, tmp_path: Path, capsys  # noqa: ANN001
+) -> None:
+    import signal
+
+    from depthkd.engine.interrupt import TrainingInterrupted
+
+    extra = ("trainer.max_steps=6", "trainer.checkpoint_every_n_steps=100", "data.val=null",
+             "trainer.deterministic=true")
+    straight = distill(load_recipe(None, tiny_overrides(tiny_data, tmp_path / "straight", *extra)))
+    overrides = tiny_overrides(tiny_data, tmp_path / "interrupted", *extra)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 3 of stage main; saved .*last\.ckpt"):
+        distill(load_recipe(None, overrides), callbacks=[_CtrlCAt(3)])
+    assert signal.getsignal(signal.SIGINT) == handler  # the default Ctrl+C is back
+    last = tmp_path / "interrupted" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+    assert not (tmp_path / "interrupted" / "student.safetensors").exists()  # nothing exported mid-run
+
+    counter = CountBatches()
+    resumed = distill(load_recipe(None, overrides), callbacks=[counter])
+    assert counter.batches == 3  # steps 4..6
+    expected, actual = load_file(str(straight.student_path)), load_file(str(resumed.student_path))
+    assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+def test_the_cli_reports_an_interrupted_run_in_one_line_with_status_130(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from depthkd import cli
+    from depthkd.engine.interrupt import TrainingInterrupted
+
+    def interrupted(args: object) -> int:
+        raise TrainingInterrupted("interrupted at step 3 of stage main; saved runs/x/checkpoints/last.ckpt: ...")
+
+    monkeypatch.setattr(cli, "cmd_distill", interrupted)
+    assert cli.main(["distill", "--config", "tiekd-sim"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("depthkd distill: interrupted at step 3") and len(err.splitlines()) == 1

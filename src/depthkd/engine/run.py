@@ -43,6 +43,7 @@ from depthkd.distill.base import CombinedMethod, Method, SetupContext, Stage
 from depthkd.distill.registry import build_method
 from depthkd.engine import data as engine_data
 from depthkd.engine.inputs import RecipeData, load_recipe_teacher, training_dataset, validation_dataset
+from depthkd.engine.interrupt import StopOnInterrupt, TrainingInterrupted
 from depthkd.engine.logs import ResumingCSVLogger, quiet_lightning_warnings, route_lightning_logs
 from depthkd.engine.module import DistillModule
 from depthkd.engine.progress_bar import StepProgressBar
@@ -319,6 +320,7 @@ def _train_stages(
     for index in range(start_stage, len(stages)):
         stage, steps = stages[index], prepared.budgets[index]
         module.begin_stage(index, steps, prepared.ctx)
+        interrupt = StopOnInterrupt()
         trainer = build_trainer(
             config,
             stage,
@@ -326,12 +328,17 @@ def _train_stages(
             run_dir,
             is_last_stage=index == len(stages) - 1,
             has_validation=prepared.val_set is not None,
-            extra_callbacks=callbacks,
+            extra_callbacks=[*callbacks, interrupt],
             keep_metrics_through=keep_rows if index == start_stage else None,
         )
         logger.info("stage %s: %d steps", stage.name, steps)
         trainer.fit(module, ckpt_path=resume if index == start_stage else None, weights_only=True)
         trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, weights_only=False)
+        if interrupt.stopped:
+            raise TrainingInterrupted(
+                f"interrupted at step {trainer.global_step} of stage {stage.name}; saved "
+                f"{run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT}: run the same command again to continue"
+            )
     return trainer
 
 
