@@ -128,3 +128,38 @@ def test_an_output_path_under_a_file_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert str(blocker / "out") in err or str(blocker) in err
+
+
+def test_a_device_this_machine_lacks_is_one_clear_error(
+    tmp_path: Path, student_file: Path, capsys  # noqa: ANN001
+) -> None:
+    from depthkd.models.devices import check_device
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    with pytest.raises(ConfigError, match=rf"device '{missing}': this machine has"):
+        check_device(missing)
+    with pytest.raises(ConfigError, match="not a device name"):
+        check_device("banana")
+    assert check_device("cpu") == torch.device("cpu")
+    images = write_paired_folder(tmp_path / "data", n=1).root / "rgb"
+    args = ["predict", "--model", str(student_file), "--input", str(images), "--output", str(tmp_path / "p")]
+    assert main([*args, "--device", missing]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_an_onnx_graph_is_named(tmp_path: Path) -> None:
+    from depthkd.export.convert import graph_summary
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_text("not protobuf")
+    with pytest.raises(ModelError, match=r"garbage\.onnx is not a readable ONNX graph"):
+        graph_summary(garbage)
+    assert main(["benchmark", "--model", str(garbage)]) == 2
+
+
+def test_one_pixel_images_are_written_and_read_back(tmp_path: Path) -> None:
+    from depthkd.data import dataset_from_spec
+
+    assert main(["simulate", "--domain", "indoor", "--num", "1", "--size", "1x1", "--out", str(tmp_path / "s")]) == 0
+    item = dataset_from_spec(f"folder:{tmp_path / 's'}")[0]
+    assert item["image"].shape == (3, 1, 1) and item["depth"].shape == (1, 1, 1)

@@ -59,6 +59,9 @@ def is_student_checkpoint(spec: str) -> bool:
 def load_predictor(spec: str, device: str | torch.device = "cpu", align_corners: bool = False) -> DepthPredictor:
     """Load a student checkpoint or a teacher spec for inference on ``device``; ``align_corners`` is how
     saved predictions (``preds:``) of another size than the images are resized to them."""
+    from depthkd.models.devices import check_device
+
+    device = check_device(device)
     if is_student_checkpoint(spec):
         from depthkd.models import load_student
 

@@ -20,6 +20,14 @@ PathLike = str | Path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def plane(array: np.ndarray) -> np.ndarray:
+    """``(H,W)`` from ``(H,W)``, ``(1,H,W)`` or ``(1,1,H,W)``: leading unit axes go, a 1-pixel side stays
+    (``np.squeeze`` would turn a 1xW map into a vector). Other shapes are returned as they are."""
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    return array
+
+
 def _require_file(path: PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -67,7 +75,9 @@ def read_depth(path: PathLike, scale: float = 1000.0, signed: bool = False) -> t
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise DataError(f"cannot read depth array {path}: {exc}") from exc
-        array = np.squeeze(np.asarray(array, dtype=np.float32))
+        array = plane(np.asarray(array, dtype=np.float32))
+        if array.ndim == 3 and array.shape[-1] == 1:  # (H,W,1), as some tools save single-channel maps
+            array = array[..., 0]
         if array.ndim != 2:
             raise DataError(f"depth array {path} has shape {array.shape}; expected (H,W) or (1,H,W)")
     else:
@@ -91,7 +101,7 @@ def read_depth(path: PathLike, scale: float = 1000.0, signed: bool = False) -> t
 def write_depth_png(path: PathLike, depth: torch.Tensor | np.ndarray, scale: float = 1000.0) -> None:
     """Write depth in metres as a 16-bit PNG of ``round(depth * scale)``, clipped to 0..65535."""
     array = depth.detach().float().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
-    array = np.squeeze(array)
+    array = plane(array)
     array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
     values = np.clip(np.rint(array * scale), 0, 65535).astype(np.uint16)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +121,7 @@ def write_label_png(path: PathLike, labels: torch.Tensor | np.ndarray) -> None:
     """Write integer labels ``(H,W)`` (0..65535) as a 16-bit PNG."""
     array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.squeeze(array).astype(np.uint16)).save(path)
+    Image.fromarray(plane(array).astype(np.uint16)).save(path)
 
 
 def list_images(root: PathLike) -> list[Path]:
@@ -139,7 +149,7 @@ def colorize_depth(
     import matplotlib
 
     array = depth.detach().float().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
-    array = np.squeeze(array).astype(np.float32)
+    array = plane(array).astype(np.float32)
     valid = np.isfinite(array) & (array > 0)
     if vmin is None or vmax is None:
         values = array[valid] if valid.any() else np.array([0.0, 1.0])

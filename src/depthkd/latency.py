@@ -286,9 +286,9 @@ class BenchmarkReport:
 
 def onnx_parameter_count(path: str | Path) -> int:
     """Elements in an ONNX graph's weight initialisers (quantisation scales/zero points excluded)."""
-    import onnx
+    from depthkd.export.convert import read_onnx
 
-    model = onnx.load(str(path))
+    model = read_onnx(path)
     total = 0
     for tensor in model.graph.initializer:
         if tensor.name.endswith(("_scale", "_zero_point")) or len(tensor.dims) == 0:

@@ -22,6 +22,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -191,11 +192,22 @@ def convert_to_fp16(path: str | Path, out_path: str | Path | None = None) -> Pat
     return out_path
 
 
+def read_onnx(path: str | Path, load_external_data: bool = True) -> Any:
+    """``onnx.load`` with a :class:`ModelError` naming the file when it is missing or not an ONNX graph."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not Path(path).is_file():
+        raise ModelError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except (DecodeError, OSError, ValueError) as err:
+        raise ModelError(f"{path} is not a readable ONNX graph ({type(err).__name__}: {err})") from err
+
+
 def graph_summary(path: str | Path) -> dict[str, object]:
     """Node count, opset, input/output shapes (symbolic names for dynamic axes) of an ONNX file."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path, load_external_data=False)
 
     def shape(value: object) -> list[int | str]:
         dims = value.type.tensor_type.shape.dim  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ from filelock import FileLock
 from PIL import Image, ImageDraw, ImageFont
 
 from depthkd.errors import ConfigError
-from depthkd.io import colorize_depth, write_depth_png, write_label_png, write_rgb
+from depthkd.io import colorize_depth, plane, write_depth_png, write_label_png, write_rgb
 from depthkd.progress import track
 from depthkd.sim.domains import DOMAINS, check_ground_truth, get_domain
 from depthkd.sim.render import DEFAULT_SIZE, check_size, render_batch
@@ -156,7 +156,7 @@ def _clear_previous(out: Path, overwrite: bool) -> None:
 
 def colorize_instances(instances: torch.Tensor | np.ndarray) -> np.ndarray:
     """Instance ids ``(H, W)`` to ``(H, W, 3)`` uint8: a fixed random colour per id, 0 dark grey."""
-    ids = np.squeeze(instances.cpu().numpy() if isinstance(instances, torch.Tensor) else np.asarray(instances))
+    ids = plane(instances.cpu().numpy() if isinstance(instances, torch.Tensor) else np.asarray(instances))
     palette = np.random.default_rng(7).integers(60, 256, size=(int(ids.max()) + 1, 3), dtype=np.uint8)
     palette[0] = 40
     return palette[ids]
