@@ -192,6 +192,7 @@ class ModelBenchmark:
         peak_memory_mb, memory_method: working memory of inference and how it was measured.
         params: parameter count; macs: multiply-accumulates per call (``None`` when unknown).
         weights_mb: size of the weights (in memory for PyTorch, the file for ONNX).
+        timed: which graph or module the figures are of (a given ``.onnx`` file, or a fresh export).
     """
 
     spec: str
@@ -207,6 +208,7 @@ class ModelBenchmark:
     params: int | None
     macs: int | None
     weights_mb: float
+    timed: str = ""
 
 
 def _fmt(value: float | None, digits: int = 1, scale: float = 1.0) -> str:
@@ -277,6 +279,7 @@ class BenchmarkReport:
             for key, name in names.items():
                 value = ratios[key]
                 lines.append(f"| {name} | {'n/a' if value is None else f'{value:.1f}x'} |")
+        lines += [""] + [f"Timed for {row.label}: {row.timed}." for row in rows if row.timed]
         lines += ["", f"Peak memory: {first.memory_method}."]
         return "\n".join(lines) + "\n"
 
@@ -329,6 +332,7 @@ def benchmark_source(
     with _torch_threads(threads):
         params = count_parameters(source.module) if source.module is not None else None
         macs = count_macs(source.module, input_size=size, batch=batch) if source.module is not None else None
+        timed = f"the PyTorch module of {source.spec}"
         if backend == "torch":
             if source.module is None:
                 raise ConfigError(f"{source.spec} is an ONNX graph: benchmark it with backend='onnxruntime'")
@@ -344,7 +348,10 @@ def benchmark_source(
         else:
             with tempfile.TemporaryDirectory(prefix="depthkd-bench-") as folder:
                 path = source.onnx_path
+                timed = f"the ONNX graph {path} as given"
                 if path is None:
+                    timed = (f"a fresh float32 ONNX export of {source.spec} at {size[0]}x{size[1]} (not a file "
+                             "`depthkd export` wrote: pass that .onnx to time it)")
                     path = Path(folder) / "model.onnx"
                     torch_to_onnx(DepthGraph(source.module).eval(), images, path, exporter=exporter)  # type: ignore[arg-type]
                 if params is None:
@@ -371,6 +378,7 @@ def benchmark_source(
         params=params,
         macs=macs,
         weights_mb=weights_mb,
+        timed=timed,
     )
 
 

@@ -39,6 +39,7 @@ def test_every_head_exports_with_parity(tmp_path, images, head) -> None:
     for name, diff in report.parity.max_abs_diff.items():
         assert diff <= report.parity.allowed_diff[name] < 2e-3
     assert set(report.parity.max_abs_diff) == {"random", "simulated"}
+    assert "abs_rel ONNX / PyTorch, parity check" in report.to_markdown()  # not mistaken for a benchmark score
     assert report.parity.metrics_onnx["abs_rel"] == pytest.approx(report.parity.metrics_torch["abs_rel"], abs=1e-3)
     # Independently of the report: onnxruntime reproduces PyTorch's depth on a fresh image.
     np.testing.assert_allclose(ort_depth(report.path, images.numpy()), torch_depth(model, images), atol=1e-4)

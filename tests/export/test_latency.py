@@ -74,6 +74,9 @@ def test_onnxruntime_backend_from_a_spec_and_from_a_file(tmp_path) -> None:
     from_file = benchmark(str(exported.path), size=SIZE, backend="onnxruntime", threads=1, warmup=1, iters=3)
     assert from_file.model.macs is None and from_file.model.params == onnx_parameter_count(exported.path)
     assert from_file.model.label == "m.onnx"
+    # The report says which graph was timed: a fresh export of a spec, or the file handed in.
+    assert "Timed for" in from_spec.to_markdown() and "a fresh float32 ONNX export of" in from_spec.to_markdown()
+    assert f"the ONNX graph {exported.path} as given" in from_file.to_markdown()
     with pytest.raises(ConfigError, match="onnxruntime"):
         benchmark(str(exported.path), size=SIZE, backend="torch")
 

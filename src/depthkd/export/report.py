@@ -110,8 +110,9 @@ class ExportReport:
                 )
             for key, value in self.parity.metrics_onnx.items():
                 lines.append(
-                    f"| {key} ONNX / PyTorch | {value:.4f} / {self.parity.metrics_torch[key]:.4f} "
-                    f"({self.parity.metric_label}) |"
+                    f"| {key} ONNX / PyTorch, parity check | {value:.4f} / {self.parity.metrics_torch[key]:.4f} "
+                    f"(the export's own simulated check scenes, {self.parity.metric_label}: a check that the graph "
+                    "computes what PyTorch does, not a score to compare with `evaluate`) |"
                 )
         else:
             lines.append("| checks | skipped |")
