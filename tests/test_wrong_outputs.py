@@ -163,3 +163,17 @@ def test_one_pixel_images_are_written_and_read_back(tmp_path: Path) -> None:
     assert main(["simulate", "--domain", "indoor", "--num", "1", "--size", "1x1", "--out", str(tmp_path / "s")]) == 0
     item = dataset_from_spec(f"folder:{tmp_path / 's'}")[0]
     assert item["image"].shape == (3, 1, 1) and item["depth"].shape == (1, 1, 1)
+
+
+def test_predictions_over_a_data_spec_are_read_back_by_evaluate(tmp_path: Path, student_file: Path) -> None:
+    from depthkd.evaluate import evaluate
+    from official_formats import write_nyu_list_tree
+
+    tree = write_nyu_list_tree(tmp_path / "nyu", n=2)
+    spec = f"nyu-list:{tree.list_file}?root={tree.root}"
+    summary = predict_folder(str(student_file), spec, tmp_path / "preds")
+    assert summary.count == 2  # the listed images, not the depth PNGs beside them
+    from_files = evaluate(f"preds:{tmp_path / 'preds'}", spec, protocol="nyu")
+    direct = evaluate(str(student_file), spec, protocol="nyu")
+    assert from_files.count == 2
+    assert from_files.metrics["abs_rel"] == pytest.approx(direct.metrics["abs_rel"], abs=1e-3)  # 1 mm PNG steps

@@ -451,7 +451,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "scale), OUT/colormap/<name>.png and OUT/meta.json.",
     )
     p.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
-    p.add_argument("--input", required=True, help="folder of images")
+    p.add_argument("--input", required=True,
+                   help="a folder of images (a paired dataset's root: its rgb/), or a data spec such as "
+                   "nyu-list:LIST?root=DIR, whose images are then named as evaluate --predictions looks them up")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--scale", type=positive_float, default=1000.0,
                    help="16-bit PNG units per metre (1000 = mm; 256 = KITTI)")

@@ -15,6 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,19 @@ def images_root(folder: Path) -> Path:
     return folder
 
 
+def input_dataset(source: str | Path) -> Any:
+    """What to predict on: a data spec (``nyu-list:...``, ``kitti:...``, ``folder:...``) gives its images under
+    the item names ``evaluate --predictions`` looks up; a folder gives every image below it (a paired
+    dataset's ``rgb/`` when handed the dataset's root)."""
+    from depthkd.data import ImageFolder, dataset_from_spec
+    from depthkd.data.spec import SCHEMES
+
+    text = str(source)
+    if text.partition(":")[0] in SCHEMES and not Path(text).exists():
+        return dataset_from_spec(text)
+    return ImageFolder(images_root(Path(source)))
+
+
 def check_fits_png(depth: torch.Tensor, scale: float, name: str) -> None:
     """Refuse depth a 16-bit PNG at ``scale`` cannot hold (it would saturate at 65535 and read back wrong)."""
     peak = float(depth.max())
@@ -71,13 +85,12 @@ def predict_folder(
 
     Args:
         model: a student checkpoint or a teacher spec (see :func:`depthkd.inference.load_predictor`).
-        input_dir: a folder of images, or a paired dataset's root (its ``rgb/`` is used).
+        input_dir: a folder of images, a paired dataset's root (its ``rgb/`` is used), or a data spec
+            (its images, named as ``evaluate`` names them: see :func:`input_dataset`).
         scale: 16-bit PNG scale (1000 = millimetres; 256 = KITTI convention); depth beyond
             ``65535 / scale`` metres is an error naming the image, not a saturated pixel.
         fmt: ``png`` (16-bit, metric outputs) or ``npy`` (float32, any output kind, lossless).
     """
-    from depthkd.data import ImageFolder
-
     if fmt not in ("png", "npy"):
         raise ConfigError(f"unknown prediction format {fmt!r}; expected 'png' or 'npy'")
     if not (math.isfinite(scale) and scale > 0):
@@ -87,7 +100,7 @@ def predict_folder(
         raise ConfigError(
             f"{model} outputs {predictor.kind}, which is not metres: use --format npy to save it losslessly"
         )
-    dataset = ImageFolder(images_root(Path(input_dir)))
+    dataset = input_dataset(input_dir)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for item in track(dataset, "predict"):
