@@ -313,6 +313,11 @@ def latest_step(run_dir: Path) -> int:
     return losses[-1][0] + 1 if losses else 0
 
 
+def side_by_side_threads(rows: int) -> int:
+    """Torch threads each of ``rows`` side-by-side workers gets: an equal share of this process's."""
+    return max(1, torch.get_num_threads() // rows)
+
+
 def train_side_by_side(
     rows: dict[str, tuple[Contender, Sequence[str]]],
     budget: Budget,
@@ -334,7 +339,7 @@ def train_side_by_side(
 
     from depthkd.progress import make_progress
 
-    threads = max(1, torch.get_num_threads() // len(rows))
+    threads = side_by_side_threads(len(rows))
     run_dirs = {name: Path(contender_recipe(contender, budget, seed, runs_root, extra).run.dir)
                 for name, (contender, extra) in rows.items()}
     jobs = {name: (contender, budget, seed, runs_root, tuple(size), tuple(extra), threads)

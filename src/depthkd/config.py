@@ -301,15 +301,15 @@ class RecipeSource:
 
     def describe(self, key: str) -> str:
         """`` from --set X`` / `` in FILE`` / `` in FILE and --set X`` for ``key`` (``''``: the recipe)."""
-        covering = [text for okey, text in self.overrides if _is_within(key, okey)]
+        covering = [text for okey, text in self.overrides if key_within(key, okey)]
         if covering:
             return f" from --set {covering[-1]}"  # the last override of a key is the one that stands
-        inner = [text for okey, text in self.overrides if key == "" or _is_within(okey, key)]
+        inner = [text for okey, text in self.overrides if key == "" or key_within(okey, key)]
         places = ([self.file] if self.file else []) + [f"--set {text}" for text in inner]
         return f" in {' and '.join(places)}" if places else ""
 
 
-def _is_within(key: str, section: str) -> bool:
+def key_within(key: str, section: str) -> bool:
     """Whether dotted ``key`` is ``section`` or below it (``optim.betas[0]`` is within ``optim.betas``)."""
     return key == section or key.startswith((f"{section}.", f"{section}["))
 
@@ -827,6 +827,7 @@ __all__ = [
     "find_recipe",
     "from_dict",
     "git_revision",
+    "key_within",
     "load_recipe",
     "merge_recipes",
     "package_versions",

@@ -41,6 +41,7 @@ from depthkd.comparison import (
     read_curves,
     score_teacher,
     setting_contenders,
+    side_by_side_threads,
     train_contender,
     train_side_by_side,
 )
@@ -398,7 +399,7 @@ def run_demo(
         "init_encoder": recipe.student.init_encoder, "val": with_params(recipe.data.val, num=settings.val_images),
         "test": test, "test_images": settings.test_images, "size": list(world.size), "protocol": protocol,
         "seed": seed, "latency": latency, "threads": 2, "command": command, "machine": machine_description(),
-        "training": (f"side by side, one process and {max(1, torch.get_num_threads() // 2)} torch thread(s) each"
+        "training": (f"side by side, one process and {side_by_side_threads(len(students))} torch thread(s) each"
                      if side_by_side else f"one after the other, {torch.get_num_threads()} torch thread(s)"),
         "minutes": (time.perf_counter() - started) / 60.0,
     }

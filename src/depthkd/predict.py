@@ -28,8 +28,6 @@ from depthkd.progress import track
 log = logging.getLogger(__name__)
 
 PNG_MAX = 65535
-#: Folders beside ``rgb/`` that mark a paired dataset's root (``depthkd simulate``'s layout).
-DATASET_FOLDERS = ("depth", "depth_dense", "instances", "classes")
 
 
 @dataclass
@@ -43,7 +41,10 @@ class PredictionSummary:
 def images_root(folder: Path) -> Path:
     """``folder``, or its ``rgb/`` when ``folder`` is a paired dataset's root: its depth and label PNGs
     are not photos to predict on."""
-    if (folder / "rgb").is_dir() and any((folder / sub).is_dir() for sub in DATASET_FOLDERS):
+    from depthkd.sim.writer import DATASET_FOLDERS  # the layout depthkd simulate writes
+
+    beside = [sub for sub in DATASET_FOLDERS if sub != "rgb"]
+    if (folder / "rgb").is_dir() and any((folder / sub).is_dir() for sub in beside):
         log.info("%s is a dataset folder: predicting on its images in %s", folder, folder / "rgb")
         return folder / "rgb"
     return folder

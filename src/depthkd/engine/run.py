@@ -59,6 +59,7 @@ from depthkd.engine.rundir import (
 )
 from depthkd.engine.scoring import final_metrics, teacher_final_metrics
 from depthkd.errors import ConfigError, DataError
+from depthkd.models.devices import check_device
 from depthkd.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
@@ -118,9 +119,10 @@ def resolve_device(config: RecipeConfig) -> torch.device:
     if accelerator == "cpu":
         return torch.device("cpu")
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.accelerator={accelerator!r} but no CUDA device is available")
-        return torch.device("cuda", local_rank)
+        try:
+            return check_device(torch.device("cuda", local_rank))
+        except ConfigError as err:
+            raise ConfigError(f"trainer.accelerator={accelerator!r}: {err}") from None
     if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
         return torch.device("mps")
     return torch.device("cpu")

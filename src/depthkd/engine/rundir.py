@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from depthkd.config import RecipeConfig, recipe_from_dict, to_dict, write_run_metadata
+from depthkd.config import RecipeConfig, key_within, recipe_from_dict, to_dict, write_run_metadata
 from depthkd.distill.base import Stage
 from depthkd.engine.module import CHECKPOINT_KEY
 from depthkd.errors import ConfigError, DataError
@@ -156,7 +156,7 @@ def recipe_changes(stored: Mapping[str, Any], config: RecipeConfig) -> list[str]
     old, new = _flatten(stored), _flatten(to_dict(config))
 
     def free(key: str) -> bool:
-        return any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
+        return any(key_within(key, section) for section in RESUME_FREE_KEYS)
 
     def show(values: dict[str, Any], key: str) -> str:
         return json.dumps(values[key], default=str) if key in values else "(absent)"
