@@ -79,3 +79,26 @@ def test_render_spec_once_renders_once_when_two_runs_share_the_work_folder(tmp_p
     for run in runs:
         run.join()
     assert len(calls) == 1 and len(set(results)) == 1
+
+
+def test_a_disk_full_part_way_says_the_folder_holds_a_partial_dataset(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from depthkd.sim import writer
+
+    written = []
+
+    def write_rgb_until_full(path, image):  # noqa: ANN001 - the third image finds the disk full
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written.append(path)
+        return real_write_rgb(path, image)
+
+    real_write_rgb = writer.write_rgb
+    monkeypatch.setattr(writer, "write_rgb", write_rgb_until_full)
+    out = tmp_path / "sim"
+    assert main(["simulate", "--num", "5", "--size", "16x20", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device, after 2 of 5 images" in err and "partial dataset" in err
+    assert "--overwrite" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "list.txt").exists() and len(list((out / "rgb").iterdir())) == 2

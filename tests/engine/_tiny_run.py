@@ -28,6 +28,10 @@ class KillAt(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         if trainer.global_step >= self.step:
+            for logger in trainer.loggers:  # the worst case: all a killed attempt logged is on disk
+                flush = getattr(logger.experiment, "flush", None)
+                if callable(flush):
+                    flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import make_paired_folder, tiny_overrides
 from safetensors.torch import load_file
 from torch import nn
 
@@ -334,6 +334,38 @@ def test_teacher_cache_is_built_once_and_feeds_training(tiny_data: Path, teacher
     assert capture.from_cache == [True, True]
     index = json.loads((cache_dir / "index.json").read_text())
     assert len(index["entries"]) == 8 and index["kind"] == "metric_depth"
+
+
+def test_teacher_cache_holds_only_what_the_budget_visits(teacher_file: Path, tmp_path: Path) -> None:
+    """One step on 16 images caches the 4 it trains on, the 4 the loader looks ahead and the setup sample."""
+    from depthkd.data import dataset_from_spec
+    from depthkd.engine.data import visited_indices
+
+    cache_dir = tmp_path / "cache"
+    data = make_paired_folder(tmp_path / "data", count=16)
+
+    def run(name: str, steps: int) -> set[str]:
+        overrides = tiny_overrides(
+            data, tmp_path / name, "data.val=null", "method.name=test-cache-spy", f"teacher.spec=torch:{teacher_file}",
+            "cache.enabled=true", f"cache.dir={cache_dir}", f"trainer.max_steps={steps}", "run.seed=3",
+        )
+        distill(load_recipe(None, overrides))
+        return set(json.loads((cache_dir / "index.json").read_text())["entries"])
+
+    items = dataset_from_spec(f"folder:{data}")
+    visited = set(visited_indices(len(items), seed=3, samples=8)) | {0, 1}
+    assert len(visited) < len(items)  # the test means something only if one step leaves images out
+    assert run("short", steps=1) == {items[i]["name"] for i in visited}
+    assert run("long", steps=3) == {items[i]["name"] for i in range(len(items))}
+
+
+def test_visited_indices_are_the_streams_first_positions() -> None:
+    from depthkd.engine.data import StepSampler, visited_indices
+
+    stream = iter(StepSampler(10, batch_size=3, seed=5))
+    first = {next(stream)[0] for _ in range(6)}
+    assert set(visited_indices(10, seed=5, samples=6)) == first and len(first) == 6
+    assert visited_indices(10, seed=5, samples=25) == list(range(10))
 
 
 def test_feature_kd_refuses_the_cache(tiny_data: Path, teacher_file: Path, tmp_path: Path) -> None:

@@ -59,11 +59,12 @@ def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp
         "data.val=null",
         "trainer.deterministic=true",
         "trainer.log_every_n_steps=1",
+        "trainer.loggers=[csv,tensorboard]",
     )
     straight = distill(load_recipe(None, tiny_overrides(tiny_data, tmp_path / "straight", *extra)))
 
     interrupted = tiny_overrides(tiny_data, tmp_path / "interrupted", *extra)
-    killed = run_subprocess(interrupted, "--kill-at-step", "3")
+    killed = run_subprocess(interrupted, "--kill-at-step", "4")  # its step-2 row logged past the checkpoint
     assert killed.returncode == -9, killed.stderr[-2000:]
     last = tmp_path / "interrupted" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
@@ -77,12 +78,22 @@ def test_sigkill_then_auto_resume_matches_uninterrupted_run(tiny_data: Path, tmp
     with (tmp_path / "interrupted" / "logs" / "main" / "metrics.csv").open(newline="") as file:
         logged = [row["step"] for row in csv.DictReader(file)]
     assert logged == ["0", "1", "2", "3", "4", "5"]  # the rows before the kill were flushed and kept
+    assert tensorboard_steps(tmp_path / "interrupted" / "tensorboard" / "main", "train/loss") == [0, 1, 2, 3, 4, 5]
 
     expected = load_file(str(straight.student_path))
     actual = load_file(str(resumed.student_path))
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, actual[name]), name
+
+
+def tensorboard_steps(folder: Path, tag: str) -> list[int]:
+    """The steps of ``tag`` TensorBoard shows from ``folder`` (after its purges of killed attempts' events)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
 
 
 class _Payload:

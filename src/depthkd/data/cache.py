@@ -10,7 +10,9 @@ teacher's ``teacher_id`` and ``preprocess_id``, and the image size. A cache fold
   per-image scale (``65535 / max`` unless a fixed ``png_scale`` is given); non-negative values only.
 
 Building with another teacher or preprocessing wipes and rebuilds the folder; building again with the
-same key computes only missing entries (an interrupted build resumes). Geometric augmentation must come
+same key computes only missing entries (an interrupted build resumes), so a cache may hold only the items a
+run visits and grow when a later run visits more. A finished build can record a *fill key* (``fill_key``):
+another process waits for that key rather than counting entries. Geometric augmentation must come
 *after* the cache: build from an un-augmented dataset and give the transform to
 :class:`CachedTeacherDataset`, which applies it to image, depth and teacher map together.
 """
@@ -101,6 +103,10 @@ class TeacherCache:
 
     def __contains__(self, name: object) -> bool:
         return name in self.index["entries"]
+
+    def has_fill(self, key: str) -> bool:
+        """Whether a build recorded ``fill_key=key`` (its items are all cached)."""
+        return key in self.index.get("fills", [])
 
     def matches(self, teacher_id: str, preprocess_id: str) -> bool:
         """Whether this cache holds outputs of ``teacher_id`` under ``preprocess_id``."""
@@ -224,6 +230,8 @@ def build_teacher_cache(
     fmt: str = "npy16",
     num_workers: int = 0,
     png_scale: float | None = None,
+    description: str = "caching teacher outputs",
+    fill_key: str | None = None,
 ) -> TeacherCache:
     """Run ``teacher`` over ``dataset`` once and store its depth per item name.
 
@@ -237,6 +245,8 @@ def build_teacher_cache(
         device: where the teacher runs (it is moved there) and the images are sent.
         fmt: ``npy16`` (float16 memory map, our default) or ``png16`` (16-bit PNG per image).
         png_scale: fixed PNG scale (e.g. 256 for metric KITTI depth); ``None`` scales each image to its max.
+        description: the progress line's text.
+        fill_key: recorded in the index once every item of ``dataset`` is cached (see :meth:`TeacherCache.has_fill`).
 
     Returns:
         The opened :class:`TeacherCache`.
@@ -266,7 +276,7 @@ def build_teacher_cache(
     seen: set[str] = set()
     computed = 0
     try:
-        for items in track(loader, "caching teacher outputs"):
+        for items in track(loader, description):
             pending = [item for item in items if _needs_map(item, index["entries"], seen)]
             for group in _same_size_groups(pending):
                 images = torch.stack([item["image"] for item in group]).to(device)
@@ -275,6 +285,8 @@ def build_teacher_cache(
                 for name, depth in zip(names, output.depth):
                     writer.add(name, depth)
                 computed += len(group)
+        if fill_key is not None and fill_key not in index.setdefault("fills", []):
+            index["fills"].append(fill_key)
     finally:
         writer.close()
     log.info("teacher cache %s: %d maps computed, %d reused", cache_dir, computed, len(seen) - computed)

@@ -84,6 +84,17 @@ class StepSampler(Sampler):
             batch += 1
 
 
+def visited_indices(num_items: int, seed: int, samples: int) -> list[int]:
+    """The dataset indices (sorted, each once) that the stream's first ``samples`` positions visit.
+
+    A run of ``B`` global batches of ``G`` samples visits positions ``[0, B*G)``: the first epoch's
+    permutation decides which items a budget shorter than one epoch ever sees.
+    """
+    if samples >= num_items:
+        return list(range(num_items))
+    return sorted(int(i) for i in StepSampler(num_items, 1, seed).permutation(0)[: max(samples, 0)])
+
+
 class SeededItems(Dataset):
     """Wrap a dataset so that ``items[(index, seed)]`` draws its augmentation from ``seed``.
 
@@ -164,6 +175,14 @@ def limit(dataset: Dataset, count: int | None) -> Dataset:
     return Subset(dataset, range(count))
 
 
+PREFETCH_FACTOR = 2  # batches each DataLoader worker loads ahead (torch's default, named here)
+
+
+def lookahead_batches(config: DataConfig) -> int:
+    """Batches a training loader loads beyond the last one trained on: Lightning's one, plus the workers' own."""
+    return 1 + config.num_workers * PREFETCH_FACTOR
+
+
 def train_loader(
     dataset: Dataset,
     config: DataConfig,
@@ -181,6 +200,7 @@ def train_loader(
         collate_fn=collate,
         num_workers=config.num_workers,
         persistent_workers=config.num_workers > 0,
+        prefetch_factor=PREFETCH_FACTOR if config.num_workers > 0 else None,
     )
 
 

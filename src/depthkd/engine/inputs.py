@@ -7,11 +7,12 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from depthkd.config import RecipeConfig
 from depthkd.distill.base import Method
@@ -44,8 +45,19 @@ def load_recipe_teacher(config: RecipeConfig, method: Method, device: torch.devi
     return teacher
 
 
-def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device: torch.device) -> Dataset:
-    """The training set with its transform; with ``cache.enabled``, the teacher's maps ride along."""
+def training_dataset(
+    config: RecipeConfig,
+    method: Method,
+    teacher: Any,
+    device: torch.device,
+    cached: Sequence[int] | None = None,
+) -> Dataset:
+    """The training set with its transform; with ``cache.enabled``, the teacher's maps ride along.
+
+    ``cached``: the items whose teacher maps must be in the cache (``None``: every item). The engine
+    passes the items its step budget visits, so a short run on a large set does not wait for the teacher
+    on images it never trains on; the maps of other items are read on demand only if cached earlier.
+    """
     transform = engine_data.train_transform(config.data)
     if teacher is not None and not config.cache.enabled and config.teacher.spec.startswith("preds:"):
         if config.data.crop is not None or config.data.augment:
@@ -66,11 +78,23 @@ def training_dataset(config: RecipeConfig, method: Method, teacher: Any, device:
     from depthkd.data.cache import CachedTeacherDataset, TeacherCache, build_teacher_cache
 
     plain = training_source(config)
+    total = len(plain)  # type: ignore[arg-type]
+    indices = list(range(total)) if cached is None else sorted({i for i in cached if 0 <= i < total})
     cache_dir = teacher_cache_dir(config, teacher)
+    fill_key = hashlib.sha256(json.dumps([total, indices]).encode()).hexdigest()[:16]
     if _launched_rank() > 0:
-        cache = _wait_for_cache(cache_dir, teacher, len(plain))  # type: ignore[arg-type]
+        cache = _wait_for_cache(cache_dir, teacher, fill_key)
     else:
-        cache = build_teacher_cache(teacher, plain, cache_dir, batch_size=config.cache.batch_size, device=device)
+        share = "" if len(indices) == total else f": {len(indices)} of {total} images"
+        cache = build_teacher_cache(
+            teacher,
+            plain if len(indices) == total else Subset(plain, indices),
+            cache_dir,
+            batch_size=config.cache.batch_size,
+            device=device,
+            description=f"caching teacher outputs{share}",
+            fill_key=fill_key,
+        )
     if not isinstance(cache, TeacherCache):  # pragma: no cover - defensive
         raise DataError(f"no teacher cache in {cache_dir}")
     return CachedTeacherDataset(plain, cache, transform)
@@ -128,8 +152,8 @@ def _launched_rank() -> int:
     return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
-def _wait_for_cache(cache_dir: Path, teacher: Any, count: int, timeout_s: float = 6 * 3600) -> Any:
-    """On ranks > 0: wait until rank 0 has cached all ``count`` maps, then open the cache."""
+def _wait_for_cache(cache_dir: Path, teacher: Any, fill_key: str, timeout_s: float = 6 * 3600) -> Any:
+    """On ranks > 0: wait until rank 0 has recorded the fill ``fill_key`` (same items), then open the cache."""
     from depthkd.data.cache import TeacherCache, read_index
 
     deadline = time.monotonic() + timeout_s
@@ -138,7 +162,7 @@ def _wait_for_cache(cache_dir: Path, teacher: Any, count: int, timeout_s: float 
             index = read_index(cache_dir)
         except DataError:  # caught mid-write: try again
             index = None
-        if index and index.get("teacher_id") == teacher.teacher_id and len(index.get("entries", {})) >= count:
+        if index and index.get("teacher_id") == teacher.teacher_id and fill_key in index.get("fills", []):
             return TeacherCache.open(cache_dir, teacher.teacher_id, teacher.preprocess_id)
         time.sleep(5)
     raise DataError(f"timed out waiting for rank 0 to build the teacher cache in {cache_dir}")

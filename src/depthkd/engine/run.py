@@ -149,8 +149,7 @@ def stage_steps(stage: Stage, config: RecipeConfig, num_items: int) -> int:
         return config.trainer.max_steps
     assert config.trainer.max_epochs is not None
     batches = math.ceil(num_items / (config.data.batch_size * world_size(config)))
-    per_step = 1 if stage.manual else config.trainer.accumulate_grad_batches
-    return config.trainer.max_epochs * max(1, math.ceil(batches / per_step))
+    return config.trainer.max_epochs * max(1, math.ceil(batches / stage_batches(stage, config)))
 
 
 def build_trainer(
@@ -165,8 +164,8 @@ def build_trainer(
 ) -> L.Trainer:
     """The Lightning ``Trainer`` of one stage, from the recipe.
 
-    ``keep_metrics_through``: keep the stage's CSV rows logged up to this step (a resume); ``None``
-    starts its ``metrics.csv`` afresh.
+    ``keep_metrics_through``: keep the stage's CSV rows and TensorBoard events logged up to this step (a
+    resume); ``None`` starts its ``metrics.csv`` and TensorBoard curves afresh.
     """
     trainer_cfg = config.trainer
     checkpoint_dir = run_dir / CHECKPOINT_DIR
@@ -208,7 +207,9 @@ def build_trainer(
             ResumingCSVLogger(save_dir=run_dir, name="logs", version=stage.name, keep_through=keep_metrics_through)
         )
     if "tensorboard" in trainer_cfg.loggers:
-        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=stage.name))
+        # TensorBoard hides the events a killed attempt wrote from this step on (SummaryWriter's purge_step).
+        purge_from = 0 if keep_metrics_through is None else keep_metrics_through + 1
+        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=stage.name, purge_step=purge_from))
 
     optimizer_calls = len(stage.optimizers) if stage.manual else 1
     val_every = trainer_cfg.val_every_n_steps or steps
@@ -279,10 +280,14 @@ def _prepare(config: RecipeConfig, method: Method, student: torch.nn.Module) -> 
     """Teacher, data and the Lightning module around ``method`` and ``student``; ``method.setup`` runs here."""
     device = resolve_device(config)
     teacher = load_recipe_teacher(config, method, device)
-    train_set = training_dataset(config, method, teacher, device)
+    sample_size = min(2, config.data.batch_size)
+    # With a teacher cache, first only the setup sample's maps: the budget (hence the items it visits)
+    # is known once the method has declared its stages.
+    cached = list(range(sample_size)) if config.cache.enabled and teacher is not None else None
+    train_set = training_dataset(config, method, teacher, device, cached=cached)
     val_set = validation_dataset(config)
 
-    sample = engine_data.sample_batch(train_set, min(2, config.data.batch_size), config.run.seed)
+    sample = engine_data.sample_batch(train_set, sample_size, config.run.seed)
     if method.needs_ground_truth and "depth" not in sample:
         raise DataError(f"method {method.name!r} needs ground-truth depth but {config.data.train!r} has none")
     ctx = SetupContext(student=student, teacher=teacher, sample_batch=sample, config=config)
@@ -291,10 +296,33 @@ def _prepare(config: RecipeConfig, method: Method, student: torch.nn.Module) -> 
         student.to(memory_format=torch.channels_last)
     stages = method.stages()
     _check_stages(stages, method)
+    budgets = [stage_steps(stage, config, len(train_set)) for stage in stages]  # type: ignore[arg-type]
+    if cached is not None:
+        visited = _visited_items(config, stages, budgets, len(train_set))  # type: ignore[arg-type]
+        train_set = training_dataset(config, method, teacher, device, cached=[*cached, *visited])
     periodic_val = engine_data.limit(val_set, config.data.val_limit) if val_set is not None else None
     module = DistillModule(student, method, teacher, config, stages, RecipeData(train_set, periodic_val, config))
-    budgets = [stage_steps(stage, config, len(train_set)) for stage in stages]  # type: ignore[arg-type]
     return _Prepared(module, ctx, val_set, budgets, device)
+
+
+def _visited_items(config: RecipeConfig, stages: list[Stage], budgets: list[int], num_items: int) -> list[int]:
+    """The training items the stages' step budgets visit: the teacher cache needs the maps of these only.
+
+    Each stage's loader also loads a few batches past its last step (:func:`~depthkd.engine.data.lookahead_batches`).
+    """
+    lookahead = engine_data.lookahead_batches(config.data)
+    batches = sum(budget * stage_batches(stage, config) + lookahead for stage, budget in zip(stages, budgets))
+    samples = batches * config.data.batch_size * world_size(config)
+    visited = engine_data.visited_indices(num_items, config.run.seed, samples)
+    if len(visited) < num_items:
+        logger.info("the budget visits %d of the %d training images: caching the teacher's maps of those only",
+                    len(visited), num_items)
+    return visited
+
+
+def stage_batches(stage: Stage, config: RecipeConfig) -> int:
+    """Training batches one optimiser step of ``stage`` takes (a manual stage: one, whatever its optimisers)."""
+    return 1 if stage.manual else config.trainer.accumulate_grad_batches
 
 
 def _inside(path: Path, folder: Path) -> bool:

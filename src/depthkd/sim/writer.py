@@ -90,9 +90,53 @@ def write_dataset(
     depth_folders = ("depth",) if gt == "dense" else ("depth", "depth_dense")
     for folder in ("rgb", *depth_folders, "instances", "classes"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    lines, intrinsics, clipped = [], {}, 0
-    images = _images(domain, int(num), (height, width), seed, batch_size, device, gt)
-    for index, item in track(images, f"simulate {domain}" + ("" if gt == "dense" else f" (gt={gt})"), total=int(num)):
+    lines: list[str] = []
+    list_file = out / "list.txt"
+    try:
+        intrinsics, clipped = _write_items(out, domain, int(num), (height, width), seed, batch_size, device, gt,
+                                           scale, lines)
+        meta = {
+            "domain": domain,
+            "seed": seed,
+            "num": int(num),
+            "size": [height, width],
+            "depth_scale": scale,
+            "gt": gt,
+            "depth_range": [info.min_depth, info.max_depth],
+            "protocol": info.protocol,
+            "class_names": list(CLASS_NAMES),
+            "intrinsics": intrinsics,
+        }
+        list_file.write_text("\n".join(lines) + "\n")
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    except OSError as err:  # a full disk part way: no list.txt, and say what the folder now holds
+        for name in ("list.txt", "meta.json"):
+            (out / name).unlink(missing_ok=True)
+        raise OSError(err.errno, f"{err.strerror or err}, after {len(lines)} of {num} images: {out} holds a "
+                      "partial dataset (no list.txt); free the space, then rerun with --overwrite",
+                      err.filename) from err
+    if clipped:
+        log.warning("%d depth pixels beyond %.1f m did not fit 16 bits at scale %g and were written as 0",
+                    clipped, UINT16_MAX / scale, scale)
+    if preview:
+        write_preview(out / "preview.png", domains=(domain,), n=min(4, int(num)), size=(height, width), seed=seed,
+                      device=device)
+    log.info("wrote %d %s images to %s", num, domain, out)
+    return list_file
+
+
+def _write_items(out: Path, domain: str, num: int, size: tuple[int, int], seed: int, batch_size: int,
+                 device: torch.device | str, gt: str, scale: float,
+                 lines: list[str]) -> tuple[dict[str, list[float]], int]:
+    """Write each item's files; append its ``list.txt`` line to ``lines`` once they are on disk.
+
+    Returns the intrinsics per item name and the count of depth pixels too far for 16 bits.
+    """
+    depth_folders = ("depth",) if gt == "dense" else ("depth", "depth_dense")
+    intrinsics: dict[str, list[float]] = {}
+    clipped = 0
+    images = _images(domain, num, size, seed, batch_size, device, gt)
+    for index, item in track(images, f"simulate {domain}" + ("" if gt == "dense" else f" (gt={gt})"), total=num):
         name = f"{index:06d}"
         write_rgb(out / "rgb" / f"{name}.png", item["image"])
         for folder, key in zip(depth_folders, ("depth", "dense_depth")):
@@ -105,29 +149,7 @@ def write_dataset(
         fx, fy, cx, cy = (float(v) for v in item["intrinsics"])
         intrinsics[name] = [fx, fy, cx, cy]
         lines.append(f"rgb/{name}.png depth/{name}.png {fx:.4f}")
-    if clipped:
-        log.warning("%d depth pixels beyond %.1f m did not fit 16 bits at scale %g and were written as 0",
-                    clipped, UINT16_MAX / scale, scale)
-    list_file = out / "list.txt"
-    list_file.write_text("\n".join(lines) + "\n")
-    meta = {
-        "domain": domain,
-        "seed": seed,
-        "num": int(num),
-        "size": [height, width],
-        "depth_scale": scale,
-        "gt": gt,
-        "depth_range": [info.min_depth, info.max_depth],
-        "protocol": info.protocol,
-        "class_names": list(CLASS_NAMES),
-        "intrinsics": intrinsics,
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
-    if preview:
-        write_preview(out / "preview.png", domains=(domain,), n=min(4, int(num)), size=(height, width), seed=seed,
-                      device=device)
-    log.info("wrote %d %s images to %s", num, domain, out)
-    return list_file
+    return intrinsics, clipped
 
 
 #: What :func:`write_dataset` writes into its folder (and ``overwrite`` removes before writing).
