@@ -250,3 +250,11 @@ def test_out_of_range_values_are_refused_naming_the_key(override: str, pattern: 
 )
 def test_in_range_values_are_accepted(override: str) -> None:
     assert isinstance(load_recipe(None, [override]), RecipeConfig)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_an_empty_recipe_is_refused_rather_than_trained_on_defaults(tmp_path: Path, text: str) -> None:
+    recipe = tmp_path / "empty.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=r"empty\.yaml is empty"):
+        load_recipe(str(recipe))

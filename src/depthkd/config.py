@@ -538,8 +538,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse recipe {path}: {exc}") from exc
-    if data is None:
-        return {}
+    if data is None or data == {}:  # it would train on the defaults without a word
+        raise ConfigError(f"recipe {path} is empty; expected a mapping of sections (data:, student:, method:, ...) "
+                          "or base: a recipe to build on")
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
     return data

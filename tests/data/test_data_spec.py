@@ -112,3 +112,9 @@ def test_with_params_replaces_in_place_appends_and_refuses_unknown_keys():
     assert with_params("folder:data/x", labels=3) == "folder:data/x?labels=3"
     with pytest.raises(ConfigError, match="unknown parameter 'nope' for folder:"):
         with_params("folder:data/x", nope=1)
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "inf"])
+def test_a_depth_scale_that_is_not_positive_names_the_parameter(scale: str) -> None:
+    with pytest.raises(ConfigError, match=rf"depth_scale='{scale}' must be a positive number"):
+        dataset_from_spec(f"folder:somewhere?depth_scale={scale}")

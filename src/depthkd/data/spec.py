@@ -71,6 +71,15 @@ def _parse_float(key: str, value: str) -> float:
         raise ConfigError(f"data spec parameter {key}={value!r} is not a number") from None
 
 
+def _parse_scale(key: str, value: str) -> float:
+    """A depth scale (stored units per metre): a positive, finite number."""
+    scale = _parse_float(key, value)
+    if not 0 < scale < float("inf"):
+        raise ConfigError(f"data spec parameter {key}={value!r} must be a positive number (stored units per metre, "
+                          "e.g. 1000 for millimetre PNGs)")
+    return scale
+
+
 def _parse_int(key: str, value: str) -> int:
     try:
         return int(value)
@@ -100,22 +109,22 @@ _PARAMS: dict[str, dict[str, Callable[[str, str], Any]]] = {
     "nyu-list": {
         "root": lambda k, v: v,
         "gt_root": lambda k, v: v,
-        "depth_scale": _parse_float,
+        "depth_scale": _parse_scale,
         "allow_missing": _parse_bool,
     },
     "kitti": {
         "root": lambda k, v: v,
         "gt_root": lambda k, v: v,
         "kb_crop": _parse_bool,
-        "depth_scale": _parse_float,
+        "depth_scale": _parse_scale,
         "allow_missing": _parse_bool,
     },
-    "folder": {"depth_scale": _parse_float, "allow_missing": _parse_bool},
+    "folder": {"depth_scale": _parse_scale, "allow_missing": _parse_bool},
     "images": {},
     "instances": {
         "masks": lambda k, v: v,
         "depth": lambda k, v: v,
-        "depth_scale": _parse_float,
+        "depth_scale": _parse_scale,
         "allow_missing": _parse_bool,
     },
     "sim": {
