@@ -74,6 +74,7 @@ class Row:
 
 DISDEPTH_OPTIM = ("optim.lr=3.57e-4", "optim.weight_decay=0.1", "optim.encoder_lr_scale=0.1")
 DISDEPTH_STUDENT = ("student.head=bins", *DISDEPTH_OPTIM)
+DISDEPTH_LGCONV = ("student.lgconv=true", "student.lgconv_depthwise=true", "student.lgconv_hidden=16")  # as the recipe
 NO_MIX = "method.options.mixing=false"
 NO_G = "method.options.transformation=none"
 ONE_SIXTH = "data.train=sim:ood_shapes+ood_clutter?num=1000&size=128x160&seed=0"
@@ -116,7 +117,7 @@ ROWS = [
     Row("bins-alone", Contender("AdaBins-head student alone", "supervised-sim", DISDEPTH_STUDENT), None, False,
         "disdepth"),
     Row("bins-lgconv", Contender("+ LG-Conv", "supervised-sim",
-                                 (*DISDEPTH_STUDENT, "student.lgconv=true", "student.lgconv_depthwise=true")),
+                                 (*DISDEPTH_STUDENT, *DISDEPTH_LGCONV)),
         None, False, "disdepth"),
     Row("disdepth-noacc", Contender("+ LG-Conv + feature KD, no acclimation", "disdepth-sim",
                                     ("method.options.acclimation=false",)), "sim-vit", False, "disdepth"),
@@ -225,7 +226,26 @@ def group_lines(rows: list[Row], results: dict[str, list[RowResult]], teachers: 
             f"{runs[0].params_m:.2f} | {runs[0].gmacs:.3f} | {gap} | {beats} | "
             f"{statistics.fmean(r.seconds for r in runs) / 60:.1f} |"
         )
+    lines += acclimation_lines(rows, results)
     return lines
+
+
+def acclimation_lines(rows: list[Row], results: dict[str, list[RowResult]]) -> list[str]:
+    """Per DisDepth row, the acclimated teacher (teacher -> FAM -> ghost decoder) beside the teacher and the
+    warmed-up student on the validation set: the FAM targets are only as good as the acclimated teacher."""
+    lines = []
+    for row in rows:
+        reports = [r.extra["acclimation"] for r in results.get(row.key) or [] if "metrics" in
+                   r.extra.get("acclimation", {}).get("teacher", {})]
+        if not reports:
+            continue
+
+        def absrel(name: str) -> str:
+            return fmt_ms([report[name]["metrics"]["abs_rel"] for report in reports])
+
+        lines.append(f"- {row.contender.label}, validation AbsRel: teacher {absrel('teacher')}, acclimated teacher "
+                     f"{absrel('acclimated_teacher')}, warmed-up student {absrel('student')}.")
+    return ["", *lines] if lines else []
 
 
 @dataclass(frozen=True)

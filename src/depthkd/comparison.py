@@ -8,6 +8,7 @@ Teachers appear as reference rows scored on the same test set.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from depthkd.config import RecipeConfig, load_recipe
+from depthkd.distill.disdepth import REPORT_FILE as ACCLIMATION_REPORT
 
 DEFAULT_TRAIN_SIZE = (128, 160)
 """Rendered training images (the recipes crop 96x128 from them) and the test images' size."""
@@ -275,6 +277,10 @@ def train_contender(
     metrics = scores[config.eval.protocol] if budget.val is not None else result.metrics
     by_protocol = {protocol: scores[protocol] for protocol in budget.also_protocols}
     params, gmacs = model_cost(load_student(result.student_path), size)
+    extra: dict[str, Any] = {"by_protocol": by_protocol} if by_protocol else {}
+    acclimation = result.run_dir / ACCLIMATION_REPORT
+    if acclimation.is_file():  # DisDepth: the acclimated teacher must stay near the teacher; every row says
+        extra["acclimation"] = json.loads(acclimation.read_text())
     return RowResult(
         label=contender.label,
         method=config.method.name,
@@ -287,7 +293,7 @@ def train_contender(
         student_path=result.student_path,
         teacher=config.teacher.spec or None,
         teacher_metrics=result.teacher_metrics,
-        extra={"by_protocol": by_protocol} if by_protocol else {},
+        extra=extra,
     )
 
 
