@@ -475,10 +475,16 @@ STUDENT_SPEC_PREFIX = "student:"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def bool_word(text: str) -> bool | None:
+    """A boolean as a spec or command line writes it (1/0, true/false, yes/no, on/off), else ``None``."""
+    lowered = text.strip().lower()
+    return True if lowered in _TRUE else False if lowered in _FALSE else None
+
+
 def _spec_value(text: str, tp: Any) -> Any:
     """A ``student:`` option value as written on a command line, before type coercion."""
-    if tp is bool and text.lower() in _TRUE + _FALSE:
-        return text.lower() in _TRUE
+    if tp is bool and (flag := bool_word(text)) is not None:
+        return flag
     if "," in text and not text.lstrip().startswith("["):
         text = f"[{text}]"  # 32,16,8 is a list, like [32,16,8]
     try:

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 from torch.utils.data import Dataset
 
 from depthkd.data.labels import DEFAULT_LABELS_SEED, LabelSubset, parse_labels
+from depthkd.config import bool_word
 from depthkd.errors import ConfigError
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -50,11 +51,9 @@ class DataSpec:
 
 
 def _parse_bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
+    parsed = bool_word(value)
+    if parsed is not None:
+        return parsed
     raise ConfigError(f"data spec parameter {key}={value!r} is not a boolean (use 1/0, true/false)")
 
 

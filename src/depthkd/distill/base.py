@@ -62,7 +62,6 @@ method's stages are used, and the added methods' terms are included in stages wi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -372,11 +371,6 @@ class CombinedMethod(Method):
             yield from self.lead.owned_parameters(owner)
 
 
-def options_dict(config: Any) -> dict[str, Any]:
-    """A method config as a plain dict (for logs and reports)."""
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
-
-
 __all__ = [
     "CombinedMethod",
     "EmptyConfig",
@@ -385,5 +379,4 @@ __all__ = [
     "OptimizerSpec",
     "SetupContext",
     "Stage",
-    "options_dict",
 ]

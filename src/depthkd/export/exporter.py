@@ -46,6 +46,7 @@ from depthkd.export.sidecar import sidecar_settings, write_sidecar
 from depthkd.export.specs import ModelSource, load_model_spec
 from depthkd.models.outputs import OUTPUT_KINDS
 from depthkd.progress import track
+from depthkd.sim.domains import get_domain
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ ALIGN_BY_KIND = {"metric_depth": "none", "relative_depth": "lstsq", "relative_di
 def int8_path_for(path: str | Path) -> Path:
     """Where the int8 copy of ``model.onnx`` goes: ``model.int8.onnx`` beside it."""
     return Path(path).with_suffix(".int8.onnx")
-
-
-def sim_protocol(domain: str) -> str:
-    """The metrics protocol of a simulator domain (outdoor scenes reach 80 m, the others 10 m)."""
-    return "sim_outdoor" if domain == "outdoor" else "sim_indoor"
 
 
 def _mb(path: Path) -> float:
@@ -283,7 +279,7 @@ def export_onnx(
             the precision).
         check_images: simulated scenes for the parity and int8 checks.
         domain: simulator domain of those scenes and of default calibration images.
-        protocol: metrics protocol of the checks (default: ``sim_indoor``/``sim_outdoor`` by domain).
+        protocol: metrics protocol of the checks (default: the simulator domain's own).
         kind: the output kind written to the sidecar (default: what the model declares).
         seed: seed of the random and simulated check images and of the calibration subset.
 
@@ -335,7 +331,7 @@ def export_onnx(
         tolerance=tolerance,
         check_images=int(check_images),
         domain=domain,
-        protocol=protocol or sim_protocol(domain),
+        protocol=protocol or get_domain(domain).protocol,  # the domain's own caps
         align=ALIGN_BY_KIND.get(resolved_kind, "none"),
         kind=resolved_kind,
         seed=int(seed),
