@@ -369,7 +369,10 @@ def test_accumulator_without_scored_images_raises():
 
 # ----------------------------------------------------------------------------- names and errors
 
-def test_registry_and_labels():
+def test_registry_and_labels(monkeypatch):
+    from depthkd import metrics
+
+    monkeypatch.setattr(metrics, "PROTOCOLS", dict(metrics.PROTOCOLS))  # the test's protocol leaves with it
     assert {"nyu", "kitti_garg", "kitti_eigen", "none", "sim_indoor", "sim_outdoor"} <= set(PROTOCOLS)
     nyu = get_protocol("nyu")
     assert (nyu.min_depth, nyu.max_depth, nyu.crop) == (1e-3, 10.0, "eigen_nyu")

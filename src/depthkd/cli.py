@@ -220,20 +220,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _print_run(result) -> None:  # noqa: ANN001 - engine.RunResult
-    from depthkd.metrics import METRIC_KEYS
+    from depthkd.metrics import metrics_table
 
     print(f"run directory: {result.run_dir}")
     if result.student_path:
         print(f"student: {result.student_path}")
     if result.metrics:
         print(f"\nvalidation ({result.protocol})")
-        print("| model | " + " | ".join(METRIC_KEYS) + " |")
-        print("|---|" + "---|" * len(METRIC_KEYS))
         rows = [("student", result.metrics)]
         if result.teacher_metrics:
             rows.append(("teacher", result.teacher_metrics))
-        for name, metrics in rows:
-            print(f"| {name} | " + " | ".join(f"{metrics[k]:.4f}" for k in METRIC_KEYS) + " |")
+        print("\n".join(metrics_table(rows, name_column="model")))
     if result.skipped_batches:
         print(f"skipped batches (non-finite loss): {result.skipped_batches}")
 

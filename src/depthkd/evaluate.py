@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from depthkd.errors import ConfigError
 from depthkd.inference import DepthPredictor, load_predictor
-from depthkd.metrics import METRIC_KEYS, MetricAccumulator, protocol_label
+from depthkd.metrics import MetricAccumulator, metrics_table, protocol_label
 from depthkd.progress import track
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,12 @@ class EvaluationResult:
 
     def table(self) -> str:
         """A Markdown table of the nine metrics, titled with the protocol label."""
-        header = "| " + " | ".join(METRIC_KEYS) + " |"
-        rule = "|" + "---|" * len(METRIC_KEYS)
-        row = "| " + " | ".join(f"{self.metrics[k]:.4f}" for k in METRIC_KEYS) + " |"
         lines = [f"{self.model} on {self.data}", f"protocol: {self.label}; images: {self.count}"]
         if self.skipped:
             lines.append(f"left out (no valid pixel): {len(self.skipped)}")
         if self.scale_mean is not None:
             lines.append(f"alignment scale: {self.scale_mean:.4g} ± {self.scale_std:.2g}")
-        return "\n".join(lines + ["", header, rule, row])
+        return "\n".join(lines + ["", *metrics_table([(None, self.metrics)])])
 
 
 def check_alignment(kind: str, align: str, spec: str) -> None:

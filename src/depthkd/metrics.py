@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,17 @@ from depthkd.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 METRIC_KEYS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
+
+
+def metrics_table(rows: Sequence[tuple[str | None, Mapping[str, float]]], name_column: str | None = None) -> list[str]:
+    """Markdown lines of the nine metrics, one row per ``(name, metrics)``; a first column of names
+    headed ``name_column`` when it is given."""
+    lead = [name_column] if name_column else []
+    lines = ["| " + " | ".join([*lead, *METRIC_KEYS]) + " |", "|" + "---|" * (len(lead) + len(METRIC_KEYS))]
+    for name, metrics in rows:
+        values = [f"{metrics[key]:.4f}" for key in METRIC_KEYS]
+        lines.append("| " + " | ".join([str(name)] * bool(lead) + values) + " |")
+    return lines
 ALIGNMENTS: tuple[str, ...] = ("none", "median", "lstsq", "lstsq_disparity")
 CROPS: tuple[str, ...] = ("eigen_nyu", "garg", "eigen_kitti")
 

@@ -42,7 +42,7 @@ from depthkd.export.parity import (
 from depthkd.export.quantize import DEFAULT_CALIBRATION_IMAGES, QUANT_MODES, calibration_images, quantize_onnx
 from depthkd.export.report import ExportReport, QuantizationResult
 from depthkd.export.runtime import onnx_session, run_depth
-from depthkd.export.sidecar import sidecar_settings, write_sidecar
+from depthkd.export.sidecar import sidecar_path, sidecar_settings, write_sidecar
 from depthkd.export.specs import ModelSource, load_model_spec
 from depthkd.models.outputs import OUTPUT_KINDS
 from depthkd.progress import track
@@ -361,7 +361,7 @@ def export_onnx(
     summary = graph_summary(path)
     return ExportReport(
         path=path,
-        sidecar=path.with_suffix(".json"),
+        sidecar=sidecar_path(path),
         size=size,
         dynamic=bool(dynamic),
         precision="fp16" if fp16 else "fp32",

@@ -22,12 +22,7 @@ from typing import Any
 
 from depthkd.errors import ModelError
 from depthkd.export.graph import INPUT_NAME, OUTPUT_NAME, GraphInput
-from depthkd.models.teachers.onnx import SIDECAR_KEYS
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    """Where the sidecar of ``onnx_path`` lives (the adapter's convention)."""
-    return Path(onnx_path).with_suffix(".json")
+from depthkd.models.teachers.onnx import SIDECAR_KEYS, sidecar_path
 
 
 def sidecar_settings(

@@ -54,9 +54,14 @@ SIDECAR_KEYS = (
 INPUT_FORMATS = ("float", "uint8")
 
 
+def sidecar_path(model_path: str | Path) -> Path:
+    """Where the sidecar of ``model_path`` lives: the same name with a ``.json`` suffix."""
+    return Path(model_path).with_suffix(".json")
+
+
 def read_sidecar(model_path: Path) -> dict[str, Any]:
-    """The settings in ``model_path`` with a ``.json`` suffix, or ``{}`` when there is no such file."""
-    sidecar = model_path.with_suffix(".json")
+    """The settings in :func:`sidecar_path`, or ``{}`` when there is no such file."""
+    sidecar = sidecar_path(model_path)
     if not sidecar.is_file():
         return {}
     try:
@@ -193,7 +198,7 @@ def load_onnx_teacher(
     if "kind" not in settings:
         raise ModelError(
             f"teacher {spec}: say what the model outputs with kind='metric_depth', 'relative_depth' or "
-            f"'relative_disparity' (keyword or \"kind\" in {model_path.with_suffix('.json')})"
+            f"'relative_disparity' (keyword or \"kind\" in {sidecar_path(model_path)})"
         )
     input_format = settings.get("input_format", "float")
     if input_format not in INPUT_FORMATS:
