@@ -258,3 +258,4 @@ def test_an_empty_recipe_is_refused_rather_than_trained_on_defaults(tmp_path: Pa
     recipe.write_text(text)
     with pytest.raises(ConfigError, match=r"empty\.yaml is empty"):
         load_recipe(str(recipe))
+    assert load_recipe(str(recipe), ["optim.lr=0.5"]).optim.lr == 0.5  # everything said on the command line

@@ -544,9 +544,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse recipe {path}: {exc}") from exc
-    if data is None or data == {}:  # it would train on the defaults without a word
-        raise ConfigError(f"recipe {path} is empty; expected a mapping of sections (data:, student:, method:, ...) "
-                          "or base: a recipe to build on")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
     return data
@@ -750,6 +749,9 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         resolved = find_recipe(path)
         file = str(resolved)
         data = read_recipe_dict(resolved)
+        if not data and not overrides:  # it would train on the defaults without a word
+            raise ConfigError(f"recipe {resolved} is empty; expected a mapping of sections (data:, student:, "
+                              "method:, ...) or base: a recipe to build on")
     data = apply_overrides(data, overrides)
     source = RecipeSource(file, tuple((".".join(parse_override(text)[0]), text) for text in overrides))
     return recipe_from_dict(data, source)

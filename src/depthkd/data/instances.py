@@ -165,12 +165,9 @@ class MultiDomainSim(Dataset):
         return self.length
 
     def _check(self, index: int) -> int:
-        index = int(index)
-        if index < 0:
-            index += self.length
-        if not 0 <= index < self.length:
-            raise IndexError(f"MultiDomainSim index {index} out of range for length {self.length}")
-        return index
+        from depthkd.sim.dataset import checked_index
+
+        return checked_index(index, self.length, "MultiDomainSim")
 
     def __getitem__(self, index: int) -> Item:
         index = self._check(index)

@@ -104,6 +104,16 @@ class _SimSource:
         return state
 
 
+def checked_index(index: int, length: int, what: str) -> int:
+    """``index`` of a dataset of ``length`` items as a non-negative int (negative counts from the end)."""
+    index = int(index)
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"{what} index {index} out of range for length {length}")
+    return index
+
+
 class SimDataset(Dataset):
     """Simulated RGB-D items: dicts with ``image`` (3,H,W), ``depth`` (1,H,W) metres, ``instances`` and
     ``classes`` (1,H,W) int64, ``intrinsics`` (4,) ``fx, fy, cx, cy``, ``path`` = ``name`` (a stable key,
@@ -142,12 +152,7 @@ class SimDataset(Dataset):
         return self.length
 
     def _check(self, index: int) -> int:
-        index = int(index)
-        if index < 0:
-            index += self.length
-        if not 0 <= index < self.length:
-            raise IndexError(f"SimDataset index {index} out of range for length {self.length}")
-        return index
+        return checked_index(index, self.length, "SimDataset")
 
     def __getitem__(self, index: int) -> Item:
         return self.source.item(self._check(index))
